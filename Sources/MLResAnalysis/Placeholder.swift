@@ -1,0 +1,1 @@
+// MLResAnalysis: see the issue that builds it.

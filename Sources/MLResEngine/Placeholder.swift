@@ -1,0 +1,1 @@
+// MLResEngine: see the issue that builds it.

@@ -1,0 +1,1 @@
+// MLResHDF5: see the issue that builds it.

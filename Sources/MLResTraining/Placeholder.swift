@@ -1,0 +1,1 @@
+// MLResTraining: see the issue that builds it.
