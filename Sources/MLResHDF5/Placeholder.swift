@@ -1,1 +1,0 @@
-// MLResHDF5: see the issue that builds it.

@@ -1,0 +1,9 @@
+import ArgumentParser
+
+@main
+struct MLResSurgery: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "mlres-surgery",
+        abstract: "Inspect and operate on saved checkpoints (interpolate, remove, shuffle, set-h, diff, verify).",
+        subcommands: [Inspect.self])
+}
