@@ -58,7 +58,7 @@ func channelStatistics() throws {
     } }
     #expect(stats.meanTensor.shape == [3] && stats.stdTensor.data[1] == Float(stats.std[1]))
     // Eval batches: file order, no augmentation, standardised by the table.
-    let eval = EvalBatches(dataset: ds, batchSize: 16, standardizer: st)
+    let eval = try EvalBatches(dataset: ds, batchSize: 16, standardizer: st)
     #expect(eval.count == 3)
     let last = eval.batch(2)
     #expect(last.shape == [8, 3, 32, 32] && last.labels == Array(ds.labels[32 ..< 40]))
@@ -70,7 +70,7 @@ func channelStatistics() throws {
 /// A loader over the CIFAR-10 fixture (40 images).
 func fixtureLoader(seed: UInt64, batch: Int = 16, prefetch: Bool = false, dropLast: Bool = false) throws -> TrainingLoader {
     let ds = try DatasetKind.cifar10.load(.train, from: Fixtures.dir("cifar10"))
-    return TrainingLoader(dataset: ds, batchSize: batch, augmentation: Augmentation(padding: 4, flip: true),
+    return try TrainingLoader(dataset: ds, batchSize: batch, augmentation: Augmentation(padding: 4, flip: true),
                           standardizer: Standardizer(ChannelStats(of: ds)), seed: seed,
                           dropLast: dropLast, prefetch: prefetch)
 }
@@ -132,4 +132,18 @@ func loaderDeterminism() throws {
     #expect(d.batchesPerEpoch == 2)
     _ = d.next(); _ = d.next()
     #expect(d.state == [7, 1, 0])
+}
+
+@Test("Loader and eval batches refuse bad settings with a message")
+func loaderErrors() throws {
+    let ds = try DatasetKind.cifar10.load(.test, from: Fixtures.dir("cifar10"))
+    let st = Standardizer(ChannelStats(of: ds))
+    #expect(message { try TrainingLoader(dataset: ds, batchSize: 0, augmentation: .none, standardizer: st, seed: 1) }
+        .contains("batch size must be positive"))
+    #expect(message { try TrainingLoader(dataset: ds, batchSize: 21, augmentation: .none, standardizer: st, seed: 1, dropLast: true) }
+        .contains("batch size 21 is larger than the 20 training images"))
+    #expect(message { try EvalBatches(dataset: ds, batchSize: 10, standardizer: Standardizer(mean: [0], std: [1])) }
+        .contains("input mean/std have 1 channels but the images have 3"))
+    #expect(message { try TrainingLoader(dataset: ds, batchSize: 10, augmentation: .none, standardizer: st, seed: 1, position: 2) }
+        .contains("does not fit"))
 }

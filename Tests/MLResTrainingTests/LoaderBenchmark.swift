@@ -15,9 +15,9 @@ func syntheticDataset(count: Int, c: Int, h: Int, w: Int, seed: UInt64) -> Datas
     return Dataset(images: px, labels: labels, channels: c, height: h, width: w, classNames: ClassNames.cifar10)
 }
 
-func measure(_ name: String, _ ds: Dataset, batch: Int, aug: Augmentation, prefetch: Bool) -> Double {
+func measure(_ name: String, _ ds: Dataset, batch: Int, aug: Augmentation, prefetch: Bool) throws -> Double {
     let st = Standardizer(ChannelStats(of: ds))
-    let loader = TrainingLoader(dataset: ds, batchSize: batch, augmentation: aug, standardizer: st,
+    let loader = try TrainingLoader(dataset: ds, batchSize: batch, augmentation: aug, standardizer: st,
                                 seed: 1, prefetch: prefetch)
     var sink: Float = 0
     _ = loader.next()  // warm-up
@@ -40,15 +40,15 @@ func loaderThroughput() throws {
         let t0 = Date()
         let fm = try DatasetKind.fashionMNIST.load(.train, from: FashionMNIST.defaultDirectory)
         print(String(format: "read Fashion-MNIST train (60000, gzip) in %.2fs", Date().timeIntervalSince(t0)))
-        results["fashion"] = measure("fashion-mnist 1x28x28", fm, batch: 100, aug: .defaults(for: .fashionMNIST), prefetch: false)
-        _ = measure("fashion-mnist 1x28x28", fm, batch: 100, aug: .defaults(for: .fashionMNIST), prefetch: true)
+        results["fashion"] = try measure("fashion-mnist 1x28x28", fm, batch: 100, aug: .defaults(for: .fashionMNIST), prefetch: false)
+        _ = try measure("fashion-mnist 1x28x28", fm, batch: 100, aug: .defaults(for: .fashionMNIST), prefetch: true)
     }
     let cifar = syntheticDataset(count: 20_000, c: 3, h: 32, w: 32, seed: 3)
-    results["cifar"] = measure("cifar-shaped 3x32x32", cifar, batch: 100, aug: .defaults(for: .cifar10), prefetch: false)
-    _ = measure("cifar-shaped 3x32x32", cifar, batch: 100, aug: .defaults(for: .cifar10), prefetch: true)
+    results["cifar"] = try measure("cifar-shaped 3x32x32", cifar, batch: 100, aug: .defaults(for: .cifar10), prefetch: false)
+    _ = try measure("cifar-shaped 3x32x32", cifar, batch: 100, aug: .defaults(for: .cifar10), prefetch: true)
     let stl = syntheticDataset(count: 2_000, c: 3, h: 96, w: 96, seed: 4)
-    _ = measure("stl-shaped 3x96x96", stl, batch: 32, aug: .defaults(for: .stl10), prefetch: false)
-    let ev = EvalBatches(dataset: cifar, batchSize: 100, standardizer: Standardizer(ChannelStats(of: cifar)))
+    _ = try measure("stl-shaped 3x96x96", stl, batch: 32, aug: .defaults(for: .stl10), prefetch: false)
+    let ev = try EvalBatches(dataset: cifar, batchSize: 100, standardizer: Standardizer(ChannelStats(of: cifar)))
     let t0 = DispatchTime.now().uptimeNanoseconds
     var s: Float = 0
     for b in 0 ..< ev.count { s += ev.batch(b).images[1] }

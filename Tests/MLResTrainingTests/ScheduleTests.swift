@@ -77,6 +77,20 @@ func scheduleErrors() {
                                              cosine: CosineCycle(lrMax: 0.1, lrMin: 0.2)) }.contains("lr_min"))
 }
 
+@Test("Resume after surgery: a new cycle from that epoch; flag parsing")
+func newCycleAndParsing() throws {
+    let s = try MultiLevelSchedule(totalEpochs: 160, stepsPerEpoch: 10, boundaries: [60, 110])
+    let r = try s.withNewCycle(afterEpochs: 80)
+    #expect(r.boundaries == [60, 80, 110] && r.position(ofStep: 800).lr == 0.5 && r.position(ofStep: 800).cycleSteps == 300)
+    #expect(try s.withNewCycle(afterEpochs: 60) == s)
+    let longer = try s.withNewCycle(afterEpochs: 160, totalEpochs: 200)
+    #expect(longer.boundaries == [60, 110, 160] && longer.position(ofStep: 1600).cycle == 3)
+    #expect(message { try s.withNewCycle(afterEpochs: 160) }.contains("nothing left to train"))
+    #expect(try MultiLevelSchedule.parseEpochs("60, 110", flag: "--interpolate-at") == [60, 110])
+    #expect(try MultiLevelSchedule.parseEpochs("", flag: "--restart-at") == [])
+    #expect(message { try MultiLevelSchedule.parseEpochs("60,x", flag: "--restart-at") }.contains("--restart-at 60,x: \"x\""))
+}
+
 @Test("Table 2 theory: cost ∝ blocks × epochs")
 func timeRatio() throws {
     // Three equal cycles doubling the depth: 7/12 of the last-cycle cost, the paper's 42% saving.

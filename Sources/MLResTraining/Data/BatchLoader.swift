@@ -52,13 +52,20 @@ public final class TrainingLoader: @unchecked Sendable {
     private let queue = DispatchQueue(label: "mlres.loader.prefetch")
     private var pending: (epoch: Int, index: Int, result: PrefetchBox)?
 
+    /// Fails (with a message naming the problem) for a non-positive batch size, an empty
+    /// dataset, mean/std for another number of channels, or `dropLast` with fewer images than
+    /// one batch.
     public init(dataset: Dataset, batchSize: Int, augmentation: Augmentation, standardizer: Standardizer,
-                seed: UInt64, dropLast: Bool = false, prefetch: Bool = false, epoch: Int = 0, position: Int = 0) {
-        precondition(batchSize > 0 && dataset.count > 0 && standardizer.channels == dataset.channels)
-        precondition(!dropLast || dataset.count >= batchSize, "dropLast with fewer images than one batch")
+                seed: UInt64, dropLast: Bool = false, prefetch: Bool = false, epoch: Int = 0, position: Int = 0) throws {
+        try checkBatching(dataset: dataset, batchSize: batchSize, standardizer: standardizer)
+        guard !dropLast || dataset.count >= batchSize else {
+            throw DatasetError.invalidRequest(detail:
+                "batch size \(batchSize) is larger than the \(dataset.count) training images (with the last partial batch dropped)")
+        }
         self.dataset = dataset; self.batchSize = batchSize; self.augmentation = augmentation
         self.standardizer = standardizer; self.seed = seed; self.dropLast = dropLast; self.prefetch = prefetch
         self.epoch = epoch; self.position = position
+        try restore(state)
     }
 
     /// Batches (optimizer steps) in one epoch.
@@ -156,8 +163,8 @@ public struct EvalBatches: Sendable {
     public let batchSize: Int
     public let standardizer: Standardizer
 
-    public init(dataset: Dataset, batchSize: Int, standardizer: Standardizer) {
-        precondition(batchSize > 0 && standardizer.channels == dataset.channels)
+    public init(dataset: Dataset, batchSize: Int, standardizer: Standardizer) throws {
+        try checkBatching(dataset: dataset, batchSize: batchSize, standardizer: standardizer)
         self.dataset = dataset; self.batchSize = batchSize; self.standardizer = standardizer
     }
 
@@ -184,5 +191,14 @@ public struct EvalBatches: Sendable {
         }
         return Batch(images: images, labels: Array(dataset.labels[start ..< start + n]),
                      channels: dataset.channels, height: dataset.height, width: dataset.width)
+    }
+}
+
+func checkBatching(dataset: Dataset, batchSize: Int, standardizer: Standardizer) throws {
+    guard batchSize > 0 else { throw DatasetError.invalidRequest(detail: "batch size must be positive, got \(batchSize)") }
+    guard dataset.count > 0 else { throw DatasetError.invalidRequest(detail: "the dataset has no images") }
+    guard standardizer.channels == dataset.channels else {
+        throw DatasetError.invalidRequest(detail:
+            "input mean/std have \(standardizer.channels) channels but the images have \(dataset.channels)")
     }
 }

@@ -1,3 +1,5 @@
+import Foundation
+
 /// The multi-level training schedule: `totalEpochs` split into cycles at `boundaries`
 /// (the epochs given to `--interpolate-at` or `--restart-at`), each cycle with its own cosine
 /// learning-rate cycle. With `--interpolate-at 60,110` and 160 epochs:
@@ -90,6 +92,32 @@ public struct MultiLevelSchedule: Sendable, Equatable {
 
     /// Learning rate at global step `s`.
     public func lr(atStep s: Int) -> Double { position(ofStep: s).lr }
+
+    /// The same run with a new cycle starting after `completedEpochs` epochs (e.g. resuming a
+    /// checkpoint whose network was changed by `mlres-surgery`: the learning rate restarts at
+    /// η_max there). Boundaries after that point are kept; `totalEpochs` may be changed
+    /// (`--epochs` on resume). Returns `self` unchanged when the point is already a boundary.
+    public func withNewCycle(afterEpochs completedEpochs: Int, totalEpochs newTotal: Int? = nil) throws -> MultiLevelSchedule {
+        let total = newTotal ?? totalEpochs
+        guard completedEpochs > 0 else { return try MultiLevelSchedule(totalEpochs: total, stepsPerEpoch: stepsPerEpoch,
+                                                                        boundaries: boundaries.filter { $0 < total }, cosine: cosine) }
+        guard completedEpochs < total else {
+            throw ScheduleError("nothing left to train: \(completedEpochs) epochs done of \(total) (give a larger --epochs)")
+        }
+        let b = Array(Set(boundaries.filter { $0 < total } + [completedEpochs])).sorted()
+        return try MultiLevelSchedule(totalEpochs: total, stepsPerEpoch: stepsPerEpoch, boundaries: b, cosine: cosine)
+    }
+
+    /// Parses a flag value such as `"60,110"` (spaces allowed, empty means no boundaries).
+    public static func parseEpochs(_ text: String, flag: String) throws -> [Int] {
+        let parts = text.split(separator: ",", omittingEmptySubsequences: false)
+            .map { $0.trimmingCharacters(in: .whitespaces) }
+        if parts == [""] { return [] }
+        return try parts.map { p in
+            guard let v = Int(p) else { throw ScheduleError("\(flag) \(text): \"\(p)\" is not a whole number of epochs") }
+            return v
+        }
+    }
 }
 
 /// A bad schedule request, with the message to print.
