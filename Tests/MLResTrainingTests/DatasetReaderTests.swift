@@ -271,3 +271,20 @@ func realFashionMNIST() throws {
     let stats = ChannelStats(of: train)
     #expect(abs(stats.mean[0] - 0.2860) < 0.001 && abs(stats.std[0] - 0.3530) < 0.001, "\(stats)")
 }
+
+@Test("Selection from flags: default directories, subsets, flag errors")
+func selection() throws {
+    let sel = DatasetSelection(kind: .cifar10, dataDirectory: Fixtures.dir("cifar10"), trainSubset: 12, testSubset: 5)
+    let (train, test) = try sel.load()
+    #expect(train.count == 12 && test.count == 5 && train.labels == (0 ..< 12).map { Fixtures.cifar10Label($0, 0) })
+    #expect(message { try DatasetSelection(kind: .cifar10).load() }.contains("--dataset cifar10 needs --data-dir DIR"))
+    #expect(try DatasetSelection(kind: .fashionMNIST).resolvedDirectory() == FashionMNIST.defaultDirectory)
+    #expect(message { try DatasetSelection(kind: .cifar10, dataDirectory: Fixtures.dir("cifar10"), coarseLabels: true).load() }
+        .contains("--labels coarse applies to cifar100 only"))
+    #expect(message { try DatasetSelection(kind: .stl10, dataDirectory: Fixtures.dir("stl10"), testSubset: 3).load() }
+        .contains("--test-subset 3 is larger than the 2 images"))
+    let seeded = DatasetSelection(kind: .cifar100, dataDirectory: Fixtures.dir("cifar100"), coarseLabels: true,
+                                  trainSubset: 6, subsetSeed: 9)
+    let a = try seeded.load(.train)
+    #expect(try seeded.load(.train) == a && a.numClasses == 20 && a.count == 6)
+}
