@@ -279,6 +279,9 @@ func selection() throws {
     #expect(train.count == 12 && test.count == 5 && train.labels == (0 ..< 12).map { Fixtures.cifar10Label($0, 0) })
     #expect(message { try DatasetSelection(kind: .cifar10).load() }.contains("--dataset cifar10 needs --data-dir DIR"))
     #expect(try DatasetSelection(kind: .fashionMNIST).resolvedDirectory() == FashionMNIST.defaultDirectory)
+    var unknown = DatasetSelection(kind: .cifar10)
+    unknown.kind = "imagenet"
+    #expect(message { try unknown.load() }.contains("--dataset imagenet: unknown, expected one of cifar10, cifar100, stl10, fashion-mnist"))
     #expect(message { try DatasetSelection(kind: .cifar10, dataDirectory: Fixtures.dir("cifar10"), coarseLabels: true).load() }
         .contains("--labels coarse applies to cifar100 only"))
     #expect(message { try DatasetSelection(kind: .stl10, dataDirectory: Fixtures.dir("stl10"), testSubset: 3).load() }
