@@ -62,6 +62,9 @@ public final class TrainingLoader: @unchecked Sendable {
             throw DatasetError.invalidRequest(detail:
                 "batch size \(batchSize) is larger than the \(dataset.count) training images (with the last partial batch dropped)")
         }
+        guard epoch >= 0, position >= 0 else {
+            throw DatasetError.invalidRequest(detail: "loader epoch \(epoch) and position \(position) must not be negative")
+        }
         self.dataset = dataset; self.batchSize = batchSize; self.augmentation = augmentation
         self.standardizer = standardizer; self.seed = seed; self.dropLast = dropLast; self.prefetch = prefetch
         self.epoch = epoch; self.position = position
