@@ -264,7 +264,7 @@ public struct DiffReport: SurgeryPlan, Equatable {
             }
         }
         for e in hChanges {
-            lines.append("h \(e.a!)" + (e.a == e.b ? "" : " (B \(e.b!))") + ": \(formatH(e.hA!)) → \(formatH(e.hB!))")
+            lines.append("h of block \(e.a!)" + (e.a == e.b ? "" : " (B's \(e.b!))") + ": \(formatH(e.hA!)) → \(formatH(e.hB!))")
         }
         let differing = tensors.filter { $0.maxAbs != 0 || $0.maxAbs.isNaN }
         lines.append("tensors: \(tensors.count) compared at the same path and shape, \(differing.count) differ"

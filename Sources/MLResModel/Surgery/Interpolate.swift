@@ -27,8 +27,9 @@ extension Surgery {
         case keep
     }
 
-    /// Default seed of the He-normal conv1 of a fresh identity block (stage s uses seed + s).
-    public static let defaultIdentitySeed: UInt64 = 0x4D4C_5265_73
+    /// Default seed of the He-normal conv1 of a fresh identity block: stage s uses
+    /// `SplitMix64(seed: defaultIdentitySeed + s)`, i.e. seed s.
+    public static let defaultIdentitySeed: UInt64 = 0
 
     /// Interpolates the chosen stages of `checkpoint`.
     ///

@@ -80,7 +80,8 @@ public struct ShufflePlan: SurgeryPlan, Equatable {
     public var text: String {
         var lines = ["shuffle stage \(stage): new order \(order.map(String.init).joined(separator: ","))"
                      + (pinned.isEmpty ? "" : " (block\(pinned.count == 1 ? "" : "s") "
-                        + pinned.map { "\(stage).\($0)" }.joined(separator: ", ") + " change shape and stay in place)")]
+                        + pinned.map { "\(stage).\($0)" }.joined(separator: ", ")
+                        + (pinned.count == 1 ? " changes shape and stays" : " change shape and stay") + " in place)")]
         for (k, i) in order.enumerated() {
             lines.append("  \(i)→\(k)'  h \(formatH(hAfter[k]))" + (i == k ? "  (unmoved)" : ""))
         }
