@@ -82,6 +82,7 @@ public struct ShufflePlan: SurgeryPlan, Equatable {
                      + (pinned.isEmpty ? "" : " (block\(pinned.count == 1 ? "" : "s") "
                         + pinned.map { "\(stage).\($0)" }.joined(separator: ", ")
                         + (pinned.count == 1 ? " changes shape and stays" : " change shape and stay") + " in place)")]
+        if order == Array(order.indices) { lines.append("  the permutation is the identity: no block moves") }
         for (k, i) in order.enumerated() {
             lines.append("  \(i)→\(k)'  h \(formatH(hAfter[k]))" + (i == k ? "  (unmoved)" : ""))
         }
