@@ -1,0 +1,158 @@
+import Foundation
+
+/// Model surgery: pure operations on a ``Checkpoint`` value (no file I/O, no kernels).
+///
+/// Every operation takes a checkpoint and returns a new checkpoint plus a plan that says what
+/// was done, in a form a person can read (``SurgeryPlan/text``) and a program can parse (JSON
+/// through `Encodable`). The input value is never changed. Each operation appends one
+/// ``LineageEvent`` (op, arguments, and the parent file's SHA-256 handed in by the caller).
+///
+/// The dynamical-systems reading (docs/surgery.md): a stage is the forward-Euler
+/// discretisation `Y_{j+1} = P(Y_j) + h_j·F_j(Y_j)` of an ODE over a time interval of length
+/// Σh. Interpolation halves the step, removal drops one step, shuffling reorders steps.
+public enum Surgery {}
+
+/// A surgery plan: what an operation did (or, in a dry run, would do).
+public protocol SurgeryPlan: Encodable, Sendable {
+    /// The lineage name of the operation ("interpolate", "remove", ...).
+    var op: String { get }
+    /// Multi-line human-readable description.
+    var text: String { get }
+}
+
+extension SurgeryPlan {
+    /// The plan as pretty-printed JSON with sorted keys.
+    public var jsonText: String {
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        enc.nonConformingFloatEncodingStrategy = .convertToString(
+            positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        return String(decoding: (try? enc.encode(self)) ?? Data("{}".utf8), as: UTF8.self)
+    }
+}
+
+/// Why a surgery operation was refused. The message names the block, stage or value at fault.
+public enum SurgeryError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// A block id that does not exist in the network.
+    case unknownBlock(BlockID, stageBlocks: [Int])
+    /// A stage number that does not exist.
+    case unknownStage(Int, stages: Int)
+    /// The same block named twice.
+    case duplicateBlock(BlockID)
+    /// The same stage named twice.
+    case duplicateStage(Int)
+    /// Removing these blocks would leave a stage without blocks.
+    case stageWouldBeEmpty(stage: Int)
+    /// An `order` that is not a permutation of 0..<n.
+    case notAPermutation(stage: Int, order: [Int], blocks: Int)
+    /// An `order` that moves a shape-changing block (its shortcut subsamples/widens, so the
+    /// blocks before and after it have different shapes and it must stay where it is).
+    case movesShapeChangingBlock(BlockID, to: Int)
+    /// A step size that is negative, infinite or NaN.
+    case invalidStepSize(Double)
+    /// `firstBlock: .self` asked to copy a shape-changing block 0 into a shape-keeping slot.
+    case cannotCopyShapeChangingBlock(BlockID)
+    /// An empty list where at least one item is needed.
+    case emptySelection(String)
+
+    public var description: String {
+        switch self {
+        case .unknownBlock(let id, let sb):
+            return "unknown block \(id): the network has blocks \(sb.map(String.init).joined(separator: "-")) per stage"
+                + " (block ids are STAGE.BLOCK counted from 0)"
+        case .unknownStage(let s, let n):
+            return "unknown stage \(s): the network has \(n) stage\(n == 1 ? "" : "s") (0..\(n - 1))"
+        case .duplicateBlock(let id):
+            return "block \(id) is named more than once"
+        case .duplicateStage(let s):
+            return "stage \(s) is named more than once"
+        case .stageWouldBeEmpty(let s):
+            return "removing these blocks would leave stage \(s) with no blocks (a stage needs at least one)"
+        case .notAPermutation(let s, let order, let n):
+            return "order \(order.map(String.init).joined(separator: ",")) for stage \(s) is not a permutation of 0..\(n - 1)"
+                + " (each of the stage's \(n) blocks must appear exactly once)"
+        case .movesShapeChangingBlock(let id, let to):
+            return "the order moves block \(id) to position \(to), but block \(id) changes shape"
+                + " (stride 2 or Cin ≠ Cout) and must stay in place: the blocks around it have different shapes"
+        case .invalidStepSize(let h):
+            return "step size h must be finite and ≥ 0 (got \(h))"
+        case .cannotCopyShapeChangingBlock(let id):
+            return "--first-block self: block \(id) changes shape (stride 2 or Cin ≠ Cout), so the new"
+                + " block \(id.stage).1 cannot be a copy of it; use auto or next"
+        case .emptySelection(let what):
+            return "\(what) must not be empty"
+        }
+    }
+}
+
+/// Where a block of a rebuilt stage comes from.
+enum BlockSource {
+    /// Old block at this index of the same stage, parameters and momentum copied;
+    /// `h` and `origin` replace the old values when given.
+    case old(Int, h: Double?, origin: String?)
+    /// A new block (its momentum buffers, if the stage has any, start at zero).
+    case fresh(ResidualBlock)
+}
+
+extension Checkpoint {
+    /// Replaces the blocks of stage `s` by `sources`, and carries the optimizer's momentum
+    /// buffers of each block along with its parameters ("model/stages/S/blocks/B/..." keys).
+    mutating func rebuildStage(_ s: Int, from sources: [BlockSource]) {
+        let old = network.stages[s].blocks
+        var blocks: [ResidualBlock] = []
+        blocks.reserveCapacity(sources.count)
+        for src in sources {
+            switch src {
+            case .old(let i, let h, let origin):
+                var b = old[i]
+                if let h { b.h = h }
+                if let origin { b.origin = origin }
+                blocks.append(b)
+            case .fresh(let b):
+                blocks.append(b)
+            }
+        }
+        network.stages[s].blocks = blocks
+
+        guard var opt = optimizer else { return }
+        let stagePrefix = "model/stages/\(s)/blocks/"
+        var moved: [Int: [String: Tensor]] = [:]   // old block index -> local name -> buffer
+        for key in opt.buffers.keys where key.hasPrefix(stagePrefix) {
+            let rest = key.dropFirst(stagePrefix.count)
+            guard let slash = rest.firstIndex(of: "/"), let b = Int(rest[..<slash]) else { continue }
+            moved[b, default: [:]][String(rest[rest.index(after: slash)...])] = opt.buffers.removeValue(forKey: key)
+        }
+        guard !moved.isEmpty else { optimizer = opt; return }
+        for (j, src) in sources.enumerated() {
+            switch src {
+            case .old(let i, _, _):
+                for (name, t) in moved[i] ?? [:] { opt.buffers["\(stagePrefix)\(j)/\(name)"] = t }
+            case .fresh(let b):
+                for (name, t, trainable) in b.localTensors where trainable {
+                    opt.buffers["\(stagePrefix)\(j)/\(name)"] = Tensor(shape: t.shape)
+                }
+            }
+        }
+        optimizer = opt
+    }
+
+    /// Appends a surgery lineage event.
+    mutating func appendEvent(_ op: String, _ args: [String: JSONValue], parentSHA256: String?) {
+        lineage.append(LineageEvent(op: op, args: args, parentSHA256: parentSHA256))
+    }
+}
+
+/// Formats a step size for plans: shortest round-trip text ("1", "0.5", "0.125").
+func formatH(_ h: Double) -> String {
+    if h == h.rounded(), abs(h) < 1e15 { return String(Int(h)) }
+    return "\(h)"
+}
+
+/// Validates a list of block ids against a network: every id exists, none repeats.
+func validateBlockIDs(_ ids: [BlockID], in net: Network) throws {
+    var seen = Set<BlockID>()
+    for id in ids {
+        guard net.block(id) != nil else { throw SurgeryError.unknownBlock(id, stageBlocks: net.stageBlocks) }
+        guard seen.insert(id).inserted else { throw SurgeryError.duplicateBlock(id) }
+    }
+}

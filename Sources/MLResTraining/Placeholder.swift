@@ -1,1 +1,0 @@
-// MLResTraining: see the issue that builds it.
