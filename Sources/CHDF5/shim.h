@@ -17,6 +17,7 @@ static inline hid_t mlres_H5P_FILE_ACCESS(void) { return H5P_FILE_ACCESS; }
 static inline hid_t mlres_H5P_FILE_CREATE(void) { return H5P_FILE_CREATE; }
 static inline hid_t mlres_H5P_DATASET_XFER(void) { return H5P_DATASET_XFER; }
 static inline hid_t mlres_H5P_LINK_CREATE(void) { return H5P_LINK_CREATE; }
+static inline hid_t mlres_H5P_GROUP_CREATE(void) { return H5P_GROUP_CREATE; }
 static inline hid_t mlres_H5E_DEFAULT(void) { return H5E_DEFAULT; }
 static inline hid_t mlres_H5P_DEFAULT(void) { return H5P_DEFAULT; }
 static inline hid_t mlres_H5S_ALL(void) { return H5S_ALL; }
@@ -25,6 +26,7 @@ static inline unsigned mlres_H5F_ACC_EXCL(void) { return H5F_ACC_EXCL; }
 static inline unsigned mlres_H5F_ACC_TRUNC(void) { return H5F_ACC_TRUNC; }
 static inline unsigned mlres_H5F_ACC_RDWR(void) { return H5F_ACC_RDWR; }
 static inline size_t mlres_H5T_VARIABLE(void) { return H5T_VARIABLE; }
+static inline hsize_t mlres_H5S_UNLIMITED(void) { return H5S_UNLIMITED; }
 static inline int mlres_H5Z_FILTER_FLETCHER32(void) { return H5Z_FILTER_FLETCHER32; }
 static inline int mlres_H5Z_FILTER_DEFLATE(void) { return H5Z_FILTER_DEFLATE; }
 static inline int mlres_H5Z_FILTER_SHUFFLE(void) { return H5Z_FILTER_SHUFFLE; }

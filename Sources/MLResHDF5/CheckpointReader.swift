@@ -9,9 +9,12 @@ import MLResModel
 /// Callers hold the HDF5 lock.
 struct CheckpointReader {
     let file: hid_t
+    let path: String
     let fileSize: Int
     /// `verify` mode: also require the Fletcher32 filter on every tensor dataset.
     let strict: Bool
+    /// The file's global heap collections, checked by ``GlobalHeapCheck``.
+    let heaps: GlobalHeapCheck.Heaps
 
     /// Opens `path` read-only and reads it. Empty, non-HDF5, truncated files fail here with a
     /// message saying so; anything HDF5 says is folded into the message, never printed.
@@ -27,12 +30,14 @@ struct CheckpointReader {
         let isH5 = H5Fis_hdf5(path)
         if isH5 == 0 { throw H5Problem("is not an HDF5 file (no HDF5 signature found, \(size) bytes)") }
         if isH5 < 0 { throw H5Problem("cannot be read as HDF5 (\(H5.reason()))") }
+        let scan = GlobalHeapCheck.scan(atPath: path)
+        if let p = scan.problem { throw H5Problem("is corrupt: \(p)") }
         let fapl = H5Object.plist(try H5.check(H5Pcreate(mlres_H5P_FILE_ACCESS()), "cannot open"))
         try H5.check(status: H5Pset_fclose_degree(fapl.id, H5F_CLOSE_STRONG), "cannot open")
         let fid = H5Fopen(path, mlres_H5F_ACC_RDONLY(), fapl.id)
         if fid < 0 { throw H5Problem("cannot be opened as HDF5, the file is truncated or corrupt (\(H5.reason()))") }
         defer { _ = H5Fclose(fid) }
-        return try CheckpointReader(file: fid, fileSize: size, strict: strict).readAll()
+        return try CheckpointReader(file: fid, path: path, fileSize: size, strict: strict, heaps: scan.heaps).readAll()
     }
 
     // MARK: - Objects
@@ -413,10 +418,33 @@ struct CheckpointReader {
         return tr
     }
 
+    /// Reads the raw heap references of a contiguous variable-length string dataset straight
+    /// from the file and checks them before HDF5 follows them (raw data has no checksum).
+    private func checkStringReferences(_ v: H5Value, count: Int) throws {
+        let dcpl = H5Object.plist(try H5.check(H5Dget_create_plist(v.object.id), "\(v.label): cannot read its layout"))
+        guard H5Pget_layout(dcpl.id) == H5D_CONTIGUOUS else {
+            throw H5Problem("\(v.label) must be stored contiguously (format v1 writes it so)")
+        }
+        let offset = H5Dget_offset(v.object.id)
+        guard offset != hsize_t.max, offset < hsize_t(fileSize), Int(offset) + 16 * count <= fileSize else {
+            throw H5Problem("\(v.label): its data lies outside the file")
+        }
+        guard let fh = FileHandle(forReadingAtPath: path) else { throw H5Problem("\(v.label): cannot read") }
+        defer { try? fh.close() }
+        try fh.seek(toOffset: UInt64(offset))
+        let refs = [UInt8](try fh.read(upToCount: 16 * count) ?? Data())
+        guard refs.count == 16 * count else { throw H5Problem("\(v.label): its data lies outside the file") }
+        if let (i, m) = GlobalHeapCheck.referenceProblem(refs, count: count, heaps: heaps) {
+            throw H5Problem("\(v.label)[\(i)] is corrupt: its stored string \(m)")
+        }
+    }
+
     private func readLineage() throws -> [LineageEvent] {
         let v = try openDataset("/lineage")
         guard v.cls == H5T_STRING else { throw H5Problem("/lineage has type \(v.typeName), expected strings") }
-        let lines = try v.strings(maxCount: max(fileSize, 16))
+        let n = try v.requireVector(maxCount: max(fileSize / 16, 1))
+        if n > 0 && H5Tis_variable_str(v.type.id) > 0 { try checkStringReferences(v, count: n) }
+        let lines = try v.strings(maxCount: n)
         return try lines.enumerated().map { i, line in
             guard let e = LineageEvent.parse(line) else {
                 throw H5Problem("/lineage[\(i)] is not a JSON object with an \"op\": \(line.prefix(60))")

@@ -10,17 +10,35 @@ struct CheckpointWriter {
     let compress: Bool
     /// Link creation list that creates missing parent groups.
     let lcpl: H5Object
+    /// Group creation list keeping links and attributes compact (see ``compactGroupList``).
+    let gcpl: H5Object
+    /// Groups created so far.
+    private final class Created { var paths: Set<String> = ["/"] }
+    private let created = Created()
+
+    /// Links and attributes are kept in "compact" storage, inside the group's object header,
+    /// which the newest format protects with a checksum. (HDF5's default moves more than 8
+    /// links or attributes into a fractal heap whose blocks carry no checksum; a flipped bit
+    /// there is trusted by the library, and HDF5 1.10 can crash on it.)
+    static func compactGroupList(_ plistClass: hid_t, _ path: String) throws -> H5Object {
+        let p = H5Object.plist(try H5.check(H5Pcreate(plistClass), "cannot create \(path)"))
+        try H5.check(status: H5Pset_link_phase_change(p.id, 65_000, 64_000), "cannot create \(path)")
+        try H5.check(status: H5Pset_attr_phase_change(p.id, 65_000, 64_000), "cannot create \(path)")
+        return p
+    }
 
     static func write(_ ckpt: Checkpoint, newFile path: String, compress: Bool) throws {
         let fapl = H5Object.plist(try H5.check(H5Pcreate(mlres_H5P_FILE_ACCESS()), "cannot create \(path)"))
         try H5.check(status: mlres_set_latest_format(fapl.id), "cannot create \(path)")
         try H5.check(status: H5Pset_fclose_degree(fapl.id, H5F_CLOSE_STRONG), "cannot create \(path)")
-        let fid = try H5.check(H5Fcreate(path, mlres_H5F_ACC_EXCL(), mlres_H5P_DEFAULT(), fapl.id),
+        let fcpl = try compactGroupList(mlres_H5P_FILE_CREATE(), path)
+        let fid = try H5.check(H5Fcreate(path, mlres_H5F_ACC_EXCL(), fcpl.id, fapl.id),
                                "cannot create \(path)")
         do {
             let lcpl = H5Object.plist(try H5.check(H5Pcreate(mlres_H5P_LINK_CREATE()), "cannot create \(path)"))
             try H5.check(status: H5Pset_create_intermediate_group(lcpl.id, 1), "cannot create \(path)")
-            try CheckpointWriter(file: fid, compress: compress, lcpl: lcpl).writeAll(ckpt)
+            let gcpl = try compactGroupList(mlres_H5P_GROUP_CREATE(), path)
+            try CheckpointWriter(file: fid, compress: compress, lcpl: lcpl, gcpl: gcpl).writeAll(ckpt)
         } catch {
             _ = H5Fclose(fid)
             throw error
@@ -29,10 +47,28 @@ struct CheckpointWriter {
         try H5.check(status: H5Fclose(fid), "cannot finish writing \(path)")
     }
 
-    private func group(_ path: String) throws -> H5Object {
-        H5Object.group(try H5.check(
-            H5Gcreate2(file, path, lcpl.id, mlres_H5P_DEFAULT(), mlres_H5P_DEFAULT()),
-            "cannot create group \(path)"))
+    /// Creates the group at `path` and any missing parents, all with the compact layout.
+    @discardableResult
+    private func group(_ path: String) throws -> H5Object? {
+        let parts = path.split(separator: "/")
+        var prefix = ""
+        var last: H5Object?
+        for (i, comp) in parts.enumerated() {
+            prefix += "/" + comp
+            if created.paths.contains(prefix) { continue }
+            let g = H5Object.group(try H5.check(
+                H5Gcreate2(file, prefix, mlres_H5P_DEFAULT(), gcpl.id, mlres_H5P_DEFAULT()),
+                "cannot create group \(prefix)"))
+            created.paths.insert(prefix)
+            if i == parts.count - 1 { last = g }
+        }
+        return last
+    }
+
+    /// Creates the parent groups of a dataset path.
+    private func parents(of path: String) throws {
+        let parent = (path as NSString).deletingLastPathComponent
+        if parent != "/" && !parent.isEmpty { try group(parent) }
     }
 
     private func writeAll(_ c: Checkpoint) throws {
@@ -50,7 +86,7 @@ struct CheckpointWriter {
     }
 
     private func writeModel(_ net: Network) throws {
-        let model = try group("/model")
+        let model = try group("/model")!
         let a = AttributeWriter(obj: model.id, label: "/model")
         try a.string("architecture", Network.architecture)
         try a.string("shortcut", Network.shortcut)
@@ -68,7 +104,7 @@ struct CheckpointWriter {
         for (s, stage) in net.stages.enumerated() {
             for (b, block) in stage.blocks.enumerated() {
                 let p = "/model/stages/\(s)/blocks/\(b)"
-                let g = try group(p)
+                let g = try group(p)!
                 let ba = AttributeWriter(obj: g.id, label: p)
                 try ba.double("h", block.h)
                 try ba.int("stride", block.stride)
@@ -81,13 +117,13 @@ struct CheckpointWriter {
     }
 
     private func writeOptimizer(_ opt: OptimizerState, _ net: Network) throws {
-        let g = try group("/optimizer")
+        let g = try group("/optimizer")!
         let a = AttributeWriter(obj: g.id, label: "/optimizer")
         try a.string("kind", opt.kind)
         try a.double("momentum", opt.momentum)
         try a.double("weight_decay", opt.weightDecay)
         try a.int("nesterov", opt.nesterov ? 1 : 0)
-        _ = try group("/optimizer/momentum")
+        try group("/optimizer/momentum")
         for path in net.trainablePaths {
             if let buf = opt.buffers[path] { try tensor("/optimizer/momentum/" + path, buf) }
         }
@@ -97,7 +133,7 @@ struct CheckpointWriter {
     static let integerColumns: Set<String> = ["epoch", "global_step", "blocks"]
 
     private func writeTraining(_ tr: TrainingState) throws {
-        let g = try group("/training")
+        let g = try group("/training")!
         let a = AttributeWriter(obj: g.id, label: "/training")
         try a.int("epoch", tr.epoch)
         try a.int("global_step", tr.globalStep)
@@ -106,7 +142,7 @@ struct CheckpointWriter {
         try a.int("cycle_steps", tr.cycleSteps)
         try a.uint64s("rng_state", tr.rngState)
         try a.string("config", tr.config)
-        _ = try group("/training/history")
+        try group("/training/history")
         for name in tr.history.keys.sorted() {
             let values = tr.history[name]!
             let exactInts = values.allSatisfy {
@@ -155,6 +191,7 @@ struct CheckpointWriter {
     }
 
     private func tensor(_ path: String, _ t: Tensor) throws {
+        try parents(of: path)
         let dcpl = try datasetCreationList(chunk: Self.chunkShape(t.shape), label: path, compress: compress)
         var dims = t.shape.map { hsize_t($0) }
         let space = H5Object.space(try H5.check(H5Screate_simple(Int32(dims.count), &dims, nil), "cannot write \(path)"))
@@ -172,9 +209,9 @@ struct CheckpointWriter {
     /// A 1-D numeric dataset (history columns), chunked with Fletcher32 like the tensors.
     private func dataset1D(_ path: String, count: Int, fileType: hid_t, memType: hid_t, elementSize: Int,
                            _ buf: UnsafeRawPointer?) throws {
-        let dcpl = try datasetCreationList(chunk: Self.chunkShape([count]), label: path, compress: false)
-        var dims = [hsize_t(count)]
-        let space = H5Object.space(try H5.check(H5Screate_simple(1, &dims, nil), "cannot write \(path)"))
+        let dcpl = try datasetCreationList(chunk: [hsize_t(min(max(count, 1), 65536))], label: path, compress: false)
+        var dims = [hsize_t(count)], maxDims = [mlres_H5S_UNLIMITED()]   // extensible: may be empty
+        let space = H5Object.space(try H5.check(H5Screate_simple(1, &dims, &maxDims), "cannot write \(path)"))
         let d = H5Object.dataset(try H5.check(
             H5Dcreate2(file, path, fileType, space.id, lcpl.id, dcpl.id, mlres_H5P_DEFAULT()),
             "cannot write \(path)"))
@@ -187,6 +224,8 @@ struct CheckpointWriter {
     /// A 1-D dataset of variable-length UTF-8 strings (possibly empty).
     private func strings1D(_ path: String, _ values: [String]) throws {
         let t = try makeVarStringType()
+        // Contiguous: the reader checks the stored heap references itself before HDF5 follows
+        // them (HDF5 allows no checksum filter on variable-length data).
         var dims = [hsize_t(values.count)]
         let space = H5Object.space(try H5.check(H5Screate_simple(1, &dims, nil), "cannot write \(path)"))
         let d = H5Object.dataset(try H5.check(
