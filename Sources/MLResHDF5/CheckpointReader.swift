@@ -34,6 +34,8 @@ struct CheckpointReader {
         if let p = scan.problem { throw H5Problem("is corrupt: \(p)") }
         let fapl = H5Object.plist(try H5.check(H5Pcreate(mlres_H5P_FILE_ACCESS()), "cannot open"))
         try H5.check(status: H5Pset_fclose_degree(fapl.id, H5F_CLOSE_STRONG), "cannot open")
+        // Lock the file, but do not fail on file systems without locks (read-only mounts, NFS).
+        try H5.check(status: H5Pset_file_locking(fapl.id, true, true), "cannot open")
         let fid = H5Fopen(path, mlres_H5F_ACC_RDONLY(), fapl.id)
         if fid < 0 { throw H5Problem("cannot be opened as HDF5, the file is truncated or corrupt (\(H5.reason()))") }
         defer { _ = H5Fclose(fid) }

@@ -31,6 +31,7 @@ struct CheckpointWriter {
         let fapl = H5Object.plist(try H5.check(H5Pcreate(mlres_H5P_FILE_ACCESS()), "cannot create \(path)"))
         try H5.check(status: mlres_set_latest_format(fapl.id), "cannot create \(path)")
         try H5.check(status: H5Pset_fclose_degree(fapl.id, H5F_CLOSE_STRONG), "cannot create \(path)")
+        try H5.check(status: H5Pset_file_locking(fapl.id, true, true), "cannot create \(path)")
         let fcpl = try compactGroupList(mlres_H5P_FILE_CREATE(), path)
         let fid = try H5.check(H5Fcreate(path, mlres_H5F_ACC_EXCL(), fcpl.id, fapl.id),
                                "cannot create \(path)")
