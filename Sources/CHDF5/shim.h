@@ -48,6 +48,13 @@ static inline int mlres_filter_id(hid_t dcpl, unsigned idx) {
     return (int)H5Pget_filter2(dcpl, idx, &flags, &nelmts, NULL, sizeof name, name, &config);
 }
 
+/* Superblock version of an open file (>= 2: metadata checksums), negative on error. */
+static inline int mlres_superblock_version(hid_t file) {
+    H5F_info2_t info;
+    if (H5Fget_info2(file, &info) < 0) return -1;
+    return (int)info.super.version;
+}
+
 /* Newest on-disk format: superblock v3 and object headers v2 carry metadata checksums,
    so a flipped bit in the file structure is detected instead of being trusted. */
 static inline herr_t mlres_set_latest_format(hid_t fapl) {

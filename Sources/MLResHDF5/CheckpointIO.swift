@@ -31,6 +31,10 @@ public struct CheckpointVerification: Sendable {
     public var tensorCount: Int
     /// Their float32 payload in bytes.
     public var tensorBytes: Int
+    /// True when the file's structure is checksummed (HDF5 superblock version >= 2, as our
+    /// writer produces). False for HDF5's oldest layout, h5py's default: there a corrupted
+    /// group or chunk index can go unnoticed (tensor bytes are still Fletcher32-checked).
+    public var metadataChecksummed: Bool
 }
 
 /// Reads and writes checkpoint format v1 (docs/checkpoint-format.md). Every HDF5 call of the
@@ -41,7 +45,7 @@ public enum CheckpointIO {
     /// attributes before any tensor data is read; every chunk's Fletcher32 sum is verified.
     public static func read(path: String) throws -> Checkpoint {
         do {
-            return try H5.locked { try CheckpointReader.read(path: path, strict: false) }
+            return try H5.locked { try CheckpointReader.read(path: path, strict: false).checkpoint }
         } catch let p as H5Problem {
             throw CheckpointError(file: path, message: p.message)
         }
@@ -50,9 +54,9 @@ public enum CheckpointIO {
     /// Full conformance check: everything ``read(path:)`` checks, plus the Fletcher32 filter
     /// on every tensor dataset, every tensor (model and momentum buffers) finite.
     public static func verify(path: String) throws -> CheckpointVerification {
-        let ckpt: Checkpoint
+        let ckpt: Checkpoint, checksummed: Bool
         do {
-            ckpt = try H5.locked { try CheckpointReader.read(path: path, strict: true) }
+            (ckpt, checksummed) = try H5.locked { try CheckpointReader.read(path: path, strict: true) }
         } catch let p as H5Problem {
             throw CheckpointError(file: path, message: p.message)
         }
@@ -67,7 +71,8 @@ public enum CheckpointIO {
         if let opt = ckpt.optimizer {
             for p in ckpt.network.trainablePaths { if let t = opt.buffers[p] { try check("optimizer/momentum/" + p, t) } }
         }
-        return CheckpointVerification(checkpoint: ckpt, tensorCount: count, tensorBytes: bytes)
+        return CheckpointVerification(checkpoint: ckpt, tensorCount: count, tensorBytes: bytes,
+                                      metadataChecksummed: checksummed)
     }
 
     /// The first reason `checkpoint` is not a valid format v1 checkpoint (named by the HDF5 path

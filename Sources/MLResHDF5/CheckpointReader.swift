@@ -19,6 +19,13 @@ struct CheckpointReader {
     /// Opens `path` read-only and reads it. Empty, non-HDF5, truncated files fail here with a
     /// message saying so; anything HDF5 says is folded into the message, never printed.
     static func read(path: String, strict: Bool) throws -> Checkpoint {
+        try read(path: path, strict: strict).checkpoint
+    }
+
+    /// Reads `path`; also says whether the file's metadata carries checksums (superblock
+    /// version >= 2, as our writer makes it). Files in HDF5's oldest layout (h5py's default)
+    /// have unchecksummed metadata: HDF5 1.10 cannot detect every corruption in them.
+    static func read(path: String, strict: Bool) throws -> (checkpoint: Checkpoint, metadataChecksummed: Bool) {
         var st = stat()
         guard stat(path, &st) == 0 else {
             throw H5Problem("cannot open: \(String(cString: strerror(errno)))")
@@ -39,7 +46,8 @@ struct CheckpointReader {
         let fid = H5Fopen(path, mlres_H5F_ACC_RDONLY(), fapl.id)
         if fid < 0 { throw H5Problem("cannot be opened as HDF5, the file is truncated or corrupt (\(H5.reason()))") }
         defer { _ = H5Fclose(fid) }
-        return try CheckpointReader(file: fid, path: path, fileSize: size, strict: strict, heaps: scan.heaps).readAll()
+        let ckpt = try CheckpointReader(file: fid, path: path, fileSize: size, strict: strict, heaps: scan.heaps).readAll()
+        return (ckpt, mlres_superblock_version(fid) >= 2)
     }
 
     // MARK: - Objects

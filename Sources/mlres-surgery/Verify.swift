@@ -20,5 +20,9 @@ struct Verify: ParsableCommand {
         let net = report.checkpoint.network
         print("ok: \(checkpoint): format v1, blocks \(net.blocksDescription), \(net.parameterCount) parameters, " +
               "\(report.tensorCount) tensors (\(report.tensorBytes) bytes) read with checksums verified, all finite")
+        if !report.metadataChecksummed {
+            FileHandle.standardError.write(Data(("note: \(checkpoint): written in HDF5's oldest layout (h5py's default), whose " +
+                "metadata has no checksums; rewrite it with mlres tools to protect its structure too\n").utf8))
+        }
     }
 }

@@ -61,6 +61,11 @@ import MLResModel
         let good = dir.file("good.h5")
         let ckpt = sampleCheckpoint(blocks: [1, 1], widths: [4, 8], input: [1, 8, 8], classes: 3)
         try CheckpointIO.write(ckpt, to: good, options: .init(compress: compress))
+        // MLRES_FUZZ_FILE: mutate another valid checkpoint instead (exploration, e.g. h5py-written).
+        if let other = ProcessInfo.processInfo.environment["MLRES_FUZZ_FILE"] {
+            try FileManager.default.removeItem(atPath: good)
+            try FileManager.default.copyItem(atPath: other, toPath: good)
+        }
         let original = try CheckpointIO.read(path: good)
         let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: good)))
         var rng = SplitMix64(seed: compress ? 20261130 : 20261129)

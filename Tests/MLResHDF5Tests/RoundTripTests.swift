@@ -41,6 +41,7 @@ import MLResModel
         #expect(small < plain)
         let v = try CheckpointIO.verify(path: dir.file("small.h5"))
         #expect(v.tensorCount == ckpt.network.namedTensors.count)
+        #expect(v.metadataChecksummed)        // our layout: superblock v3, checksummed headers
         #expect(sameTensorBits(v.checkpoint, ckpt))
     }
 
