@@ -317,14 +317,18 @@ struct CheckpointReader {
         let training = try readTraining()
         let lineage = try readLineage()
 
-        // Pass 2: the data, in canonical order; running variances must be >= 0.
+        // Pass 2: the data. The small running variances first (each must be >= 0), then the
+        // rest in canonical order.
         var tensors: [String: Tensor] = [:]
-        for spec in specs {
+        for spec in specs where spec.path.hasSuffix("/running_var") {
             let t = try readTensor("/" + spec.path, spec.shape)
-            if spec.path.hasSuffix("/running_var"), let i = t.data.firstIndex(where: { !($0 >= 0) }) {
+            if let i = t.data.firstIndex(where: { !($0 >= 0) }) {
                 throw H5Problem("/\(spec.path)[\(i)] = \(t.data[i]), expected a variance >= 0")
             }
             tensors[spec.path] = t
+        }
+        for spec in specs where tensors[spec.path] == nil {
+            tensors[spec.path] = try readTensor("/" + spec.path, spec.shape)
         }
         if optimizer != nil {
             for spec in momentumSpecs {
