@@ -129,7 +129,7 @@ extension Surgery {
             "first_block": .string(firstBlock.rawValue),
             "h_policy": .string(hPolicy.rawValue),
             "reset_optimizer": .bool(resetOptimizer),
-            "identity_seed": .string(String(identitySeed)),
+            "identity_seed": seedJSON(identitySeed),
             "blocks_before": .string(net.blocksDescription),
             "blocks_after": .string(out.network.blocksDescription),
         ], parentSHA256: parentSHA256)

@@ -136,10 +136,18 @@ extension Checkpoint {
         optimizer = opt
     }
 
-    /// Appends a surgery lineage event.
+    /// Appends a surgery lineage event. The result is a new file's content, so the root
+    /// `created_by`/`created_at` are cleared for the writer to fill in.
     mutating func appendEvent(_ op: String, _ args: [String: JSONValue], parentSHA256: String?) {
         lineage.append(LineageEvent(op: op, args: args, parentSHA256: parentSHA256))
+        createdBy = nil
+        createdAt = nil
     }
+}
+
+/// A seed as a JSON value: an integer when it fits in Int, else its decimal text.
+func seedJSON(_ seed: UInt64) -> JSONValue {
+    seed <= UInt64(Int.max) ? .int(Int(seed)) : .string(String(seed))
 }
 
 /// Formats a step size for plans: shortest round-trip text ("1", "0.5", "0.125").
