@@ -164,8 +164,18 @@ func interpolateSingleBlockStages() throws {
 
 @Test("Interpolating a WResNet-122 in memory is fast")
 func interpolateWResNet122Speed() throws {
-    // Random parameters, zero momentum buffers (one per trainable tensor) to keep the setup quick.
-    let net = Network.initialized(Architecture(.wresnet122), seed: 5)
+    // Constant-valued tensors of the right shapes and zero momentum buffers (one per trainable
+    // tensor): the values do not matter for the cost, and random init is slow in debug builds.
+    let arch = Architecture(.wresnet122)
+    let stages = arch.blocks.indices.map { s in
+        Stage(width: arch.widths[s], blocks: (0..<arch.blocks[s]).map { b in
+            let (cin, cout, stride) = arch.blockShape(stage: s, block: b)
+            return ResidualBlock(h: 1, stride: stride, inChannels: cin, outChannels: cout)
+        })
+    }
+    let net = Network(inputShape: arch.inputShape, numClasses: 10, stem: Tensor(shape: [32, 3, 3, 3]),
+                      stages: stages, headBN: BatchNorm(channels: 128),
+                      fcWeight: Tensor(shape: [10, 128]), fcBias: Tensor(shape: [10]))
     let buffers = Dictionary(uniqueKeysWithValues: net.namedTensors.filter(\.trainable).map {
         ($0.path, Tensor(shape: $0.tensor.shape))
     })
