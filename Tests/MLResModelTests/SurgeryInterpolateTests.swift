@@ -123,6 +123,11 @@ func interpolatePolicies() throws {
     #expect(throws: SurgeryError.unknownStage(3, stages: 3)) { try Surgery.interpolate(c0, stages: [3]) }
     #expect(throws: SurgeryError.duplicateStage(1)) { try Surgery.interpolate(c0, stages: [1, 1]) }
     #expect(throws: SurgeryError.emptySelection("the list of stages")) { try Surgery.interpolate(c0, stages: []) }
+    // A (non-v1) network with a shape-changing block inside a stage cannot be interpolated there.
+    var odd = c0
+    odd.network.stages[1].blocks[2].stride = 2
+    #expect(throws: SurgeryError.shapeChangeInsideStage(BlockID(stage: 1, block: 2))) { try Surgery.interpolate(odd) }
+    #expect(try Surgery.interpolate(odd, stages: [0, 2]).0.network.stageBlocks == [6, 3, 6])
 }
 
 @Test("A stage whose only block changes shape gets a fresh exact-identity block 1")

@@ -54,6 +54,9 @@ public enum SurgeryError: Error, Equatable, Sendable, CustomStringConvertible {
     case cannotCopyShapeChangingBlock(BlockID)
     /// An empty list where at least one item is needed.
     case emptySelection(String)
+    /// A block after the first of its stage that changes shape (format v1 never has one;
+    /// interpolation cannot copy it into a shape-keeping slot).
+    case shapeChangeInsideStage(BlockID)
 
     public var description: String {
         switch self {
@@ -81,6 +84,9 @@ public enum SurgeryError: Error, Equatable, Sendable, CustomStringConvertible {
                 + " block \(id.stage).1 cannot be a copy of it; use auto or next"
         case .emptySelection(let what):
             return "\(what) must not be empty"
+        case .shapeChangeInsideStage(let id):
+            return "block \(id) changes shape (stride 2 or Cin ≠ Cout) but is not the first block of its"
+                + " stage, so a copy of it cannot follow it; only block 0 of a stage may change shape"
         }
     }
 }
