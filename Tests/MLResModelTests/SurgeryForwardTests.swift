@@ -148,6 +148,21 @@ func interpolationOrder() throws {
     #expect(s1[0] / s1[1] > 1.6 && s1[0] / s1[1] < 2.6 && s1[1] / s1[2] > 1.8 && s1[1] / s1[2] < 2.3)
 }
 
+@Test("Reordering two steps changes the logits at second order in h (the steps nearly commute)")
+func shuffleOrder2() throws {
+    func change(_ h: Double) throws -> Double {
+        let (c0, _) = try Surgery.setH(Checkpoint(network: withInput(smallNet([3, 3, 3]))), h: h)
+        let (c1, _) = try Surgery.shuffle(c0, stage: 1, .order([0, 2, 1]))
+        let x = input(seed: 7)
+        return relChange(forward(c0.network, x).logits, forward(c1.network, x).logits)
+    }
+    // Y + h·F1 + h·F2(Y + h·F1) versus Y + h·F2 + h·F1(Y + h·F2): they differ by h²(F2′F1 − F1′F2).
+    let c = try [0.1, 0.05, 0.025].map(change)
+    print("shuffle change at h = 0.1, 0.05, 0.025: \(c.map { String(format: "%.2e", $0) })")
+    #expect(c[2] > 0)
+    #expect(c[0] / c[1] > 3.5 && c[0] / c[1] < 4.5 && c[1] / c[2] > 3.5 && c[1] / c[2] < 4.5)
+}
+
 @Test("Removing block j changes the next block's input by exactly h_j·F_j(Y_j) (Eq. 8)")
 func removalChangesByOneStep() throws {
     let c0 = Checkpoint(network: withInput(smallNet([3, 3, 3])))
