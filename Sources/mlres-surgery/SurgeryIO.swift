@@ -103,9 +103,11 @@ func runSurgery<P: SurgeryPlan>(input: String, options: SurgeryOutputOptions,
                                 defaultOutput: (_ base: String, _ result: Checkpoint) -> String,
                                 operation: (Checkpoint, String) throws -> (Checkpoint, P)) throws {
     if let out = options.output { try checkOutput(out, input: input, options: options) }
+    // The input's digest (for the lineage) is computed while the checkpoint is being read.
+    let digest = digestInBackground(input)
     let checkpoint = try readCheckpoint(input)
     let sha: String
-    do { sha = try SHA256Digest.hex(fileAt: input) } catch { throw surgeryFailure(input, "cannot read: \(error)") }
+    do { sha = try digest() } catch { throw surgeryFailure(input, "cannot read: \(error)") }
 
     let result: Checkpoint, plan: P
     do {
@@ -132,6 +134,20 @@ func runSurgery<P: SurgeryPlan>(input: String, options: SurgeryOutputOptions,
     } else {
         print(plan.text)
         print(options.dryRun ? "dry run: would write \(out) (nothing written)" : "wrote \(out)")
+    }
+}
+
+/// Starts hashing the file at `path` on another thread; the returned function waits for it.
+func digestInBackground(_ path: String) -> () throws -> String {
+    final class Box: @unchecked Sendable { var result: Result<String, Error>? }
+    let box = Box()
+    let group = DispatchGroup()
+    DispatchQueue.global().async(group: group) {
+        box.result = Result { try SHA256Digest.hex(fileAt: path) }
+    }
+    return {
+        group.wait()
+        return try box.result!.get()
     }
 }
 

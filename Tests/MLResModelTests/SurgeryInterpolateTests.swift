@@ -47,9 +47,11 @@ private func checkMapping(old: Checkpoint, new: Checkpoint, sourceLog: inout [[I
 
 @Test("ResNet-14 2-2-2 → 4-4-4 → 8-8-8: tensor-by-tensor mapping, h, Σh, Table 5 counts, lineage")
 func interpolateTwice() throws {
-    let c0 = surgeryFixture([2, 2, 2])
+    var c0 = surgeryFixture([2, 2, 2])
+    c0.createdBy = "mlres 0.0.1"; c0.createdAt = "2026-01-01T00:00:00Z"
     let (c1, plan1) = try Surgery.interpolate(c0, parentSHA256: "aa")
     #expect(c1.network.stageBlocks == [4, 4, 4])
+    #expect(c1.createdBy == nil && c1.createdAt == nil)   // a new file: the writer stamps it
     var log: [[Int]] = []
     checkMapping(old: c0, new: c1, sourceLog: &log)
     // Appendix B: stage 0 copies block 0 into slot 1; stages 1 and 2 copy block 1.
@@ -75,6 +77,7 @@ func interpolateTwice() throws {
     #expect(c2.lineage.map(\.parentSHA256) == [nil, "aa", "bb"])
     #expect(c2.lineage[2].args["first_block"] == .string("auto"))
     #expect(c2.lineage[2].args["blocks_after"] == .string("8-8-8"))
+    #expect(c2.lineage[2].args["identity_seed"] == .int(0))
     // The input value is untouched (value semantics).
     #expect(c0.network == surgeryFixture([2, 2, 2]).network)  // (lineage time stamps differ)
 }
@@ -118,6 +121,11 @@ func interpolatePolicies() throws {
     #expect(throws: SurgeryError.unknownStage(3, stages: 3)) { try Surgery.interpolate(c0, stages: [3]) }
     #expect(throws: SurgeryError.duplicateStage(1)) { try Surgery.interpolate(c0, stages: [1, 1]) }
     #expect(throws: SurgeryError.emptySelection("the list of stages")) { try Surgery.interpolate(c0, stages: []) }
+    // A (non-v1) network with a shape-changing block inside a stage cannot be interpolated there.
+    var odd = c0
+    odd.network.stages[1].blocks[2].stride = 2
+    #expect(throws: SurgeryError.shapeChangeInsideStage(BlockID(stage: 1, block: 2))) { try Surgery.interpolate(odd) }
+    #expect(try Surgery.interpolate(odd, stages: [0, 2]).0.network.stageBlocks == [6, 3, 6])
 }
 
 @Test("A stage whose only block changes shape gets a fresh exact-identity block 1")
@@ -159,12 +167,28 @@ func interpolateSingleBlockStages() throws {
 
 @Test("Interpolating a WResNet-122 in memory is fast")
 func interpolateWResNet122Speed() throws {
-    let c0 = surgeryFixture([20, 20, 20], widths: [32, 64, 128], momentum: true)
+    // Constant-valued tensors of the right shapes and zero momentum buffers (one per trainable
+    // tensor): the values do not matter for the cost, and random init is slow in debug builds.
+    let arch = Architecture(.wresnet122)
+    let stages = arch.blocks.indices.map { s in
+        Stage(width: arch.widths[s], blocks: (0..<arch.blocks[s]).map { b in
+            let (cin, cout, stride) = arch.blockShape(stage: s, block: b)
+            return ResidualBlock(h: 1, stride: stride, inChannels: cin, outChannels: cout)
+        })
+    }
+    let net = Network(inputShape: arch.inputShape, numClasses: 10, stem: Tensor(shape: [32, 3, 3, 3]),
+                      stages: stages, headBN: BatchNorm(channels: 128),
+                      fcWeight: Tensor(shape: [10, 128]), fcBias: Tensor(shape: [10]))
+    let buffers = Dictionary(uniqueKeysWithValues: net.namedTensors.filter(\.trainable).map {
+        ($0.path, Tensor(shape: $0.tensor.shape))
+    })
+    let c0 = Checkpoint(network: net, optimizer: OptimizerState(buffers: buffers))
     #expect(c0.network.parameterCount == 7_669_418)
     let clock = ContinuousClock()
     var out: (Checkpoint, InterpolationPlan)? = nil
     let elapsed = try clock.measure { out = try Surgery.interpolate(c0) }
     #expect(out?.0.network.stageBlocks == [40, 40, 40])
+    #expect(out?.0.optimizer?.buffers.count == out?.0.network.trainablePaths.count)
     let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
     print("interpolate WResNet-122 (7,669,418 parameters + momentum) in memory: \(String(format: "%.4f", seconds)) s")
     #expect(seconds < 1.0)

@@ -23,7 +23,7 @@ func surgeryFixture(_ blocks: [Int], widths: [Int] = [16, 32, 64], seed: UInt64 
         }
         opt = OptimizerState(buffers: buffers)
     }
-    return Checkpoint(network: net, optimizer: opt, lineage: [LineageEvent(op: "init")])
+    return Checkpoint(network: net, optimizer: opt, lineage: [LineageEvent(op: "init", at: "2026-01-01T00:00:00Z")])
 }
 
 /// Local tensor names of a block, in canonical order.

@@ -43,8 +43,8 @@ extension Surgery {
     ///     `SplitMix64(seed: identitySeed + s)`.
     ///   - parentSHA256: digest of the input file, recorded in the lineage event.
     /// - Returns: the interpolated checkpoint and its plan.
-    /// - Throws: ``SurgeryError`` for an unknown or repeated stage, or `firstBlock: .own` on a
-    ///   stage whose block 0 changes shape.
+    /// - Throws: ``SurgeryError`` for an unknown or repeated stage, `firstBlock: .own` on a
+    ///   stage whose block 0 changes shape, or a shape-changing block after block 0.
     public static func interpolate(_ checkpoint: Checkpoint, stages: [Int]? = nil,
                                    firstBlock: FirstBlockPolicy = .auto,
                                    hPolicy: StepPolicy = .halve, resetOptimizer: Bool = false,
@@ -57,6 +57,9 @@ extension Surgery {
         for s in chosen {
             guard net.stages.indices.contains(s) else { throw SurgeryError.unknownStage(s, stages: net.stages.count) }
             guard seen.insert(s).inserted else { throw SurgeryError.duplicateStage(s) }
+            if let b = net.stages[s].blocks.indices.dropFirst().first(where: { net.stages[s].blocks[$0].changesShape }) {
+                throw SurgeryError.shapeChangeInsideStage(BlockID(stage: s, block: b))
+            }
             if firstBlock == .own, net.stages[s].blocks[0].changesShape {
                 throw SurgeryError.cannotCopyShapeChangingBlock(BlockID(stage: s, block: 0))
             }
@@ -129,7 +132,7 @@ extension Surgery {
             "first_block": .string(firstBlock.rawValue),
             "h_policy": .string(hPolicy.rawValue),
             "reset_optimizer": .bool(resetOptimizer),
-            "identity_seed": .string(String(identitySeed)),
+            "identity_seed": seedJSON(identitySeed),
             "blocks_before": .string(net.blocksDescription),
             "blocks_after": .string(out.network.blocksDescription),
         ], parentSHA256: parentSHA256)

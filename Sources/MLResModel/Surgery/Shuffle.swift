@@ -42,7 +42,7 @@ extension Surgery {
             rng.shuffle(&shuffled)
             order = Array(0..<n)
             for (slot, i) in zip(movable, shuffled) { order[slot] = i }
-            args["seed"] = seed <= UInt64(Int.max) ? .int(Int(seed)) : .string(String(seed))
+            args["seed"] = seedJSON(seed)
         }
         args["order"] = .array(order.map { .int($0) })
 

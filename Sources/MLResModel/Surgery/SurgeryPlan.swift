@@ -54,6 +54,9 @@ public enum SurgeryError: Error, Equatable, Sendable, CustomStringConvertible {
     case cannotCopyShapeChangingBlock(BlockID)
     /// An empty list where at least one item is needed.
     case emptySelection(String)
+    /// A block after the first of its stage that changes shape (format v1 never has one;
+    /// interpolation cannot copy it into a shape-keeping slot).
+    case shapeChangeInsideStage(BlockID)
 
     public var description: String {
         switch self {
@@ -81,6 +84,9 @@ public enum SurgeryError: Error, Equatable, Sendable, CustomStringConvertible {
                 + " block \(id.stage).1 cannot be a copy of it; use auto or next"
         case .emptySelection(let what):
             return "\(what) must not be empty"
+        case .shapeChangeInsideStage(let id):
+            return "block \(id) changes shape (stride 2 or Cin ≠ Cout) but is not the first block of its"
+                + " stage, so a copy of it cannot follow it; only block 0 of a stage may change shape"
         }
     }
 }
@@ -136,10 +142,18 @@ extension Checkpoint {
         optimizer = opt
     }
 
-    /// Appends a surgery lineage event.
+    /// Appends a surgery lineage event. The result is a new file's content, so the root
+    /// `created_by`/`created_at` are cleared for the writer to fill in.
     mutating func appendEvent(_ op: String, _ args: [String: JSONValue], parentSHA256: String?) {
         lineage.append(LineageEvent(op: op, args: args, parentSHA256: parentSHA256))
+        createdBy = nil
+        createdAt = nil
     }
+}
+
+/// A seed as a JSON value: an integer when it fits in Int, else its decimal text.
+func seedJSON(_ seed: UInt64) -> JSONValue {
+    seed <= UInt64(Int.max) ? .int(Int(seed)) : .string(String(seed))
 }
 
 /// Formats a step size for plans: shortest round-trip text ("1", "0.5", "0.125").
