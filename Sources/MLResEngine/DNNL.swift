@@ -151,6 +151,9 @@ final class PrimitiveDesc {
         dnnl_primitive_desc_query_md(pd, what, index).pointee
     }
 
+    /// True when oneDNN fell back to its slow reference kernel.
+    var isReference: Bool { implementation.hasPrefix("ref") }
+
     /// The implementation oneDNN picked (e.g. "jit:avx512_core"), for diagnostics.
     var implementation: String {
         var s: UnsafePointer<CChar>?

@@ -13,7 +13,8 @@ final class Conv3x3 {
     private var fwd: BoundPrimitive
     private var bwdData: BoundPrimitive?
     private var bwdWeights: BoundPrimitive?
-    /// Weight reorders, only when a primitive refuses the stored layout (not on the usual path).
+    /// Weight reorders, when a primitive has no optimised kernel for the stored weight layout
+    /// (oneDNN's backward kernels may want another blocking than the forward one).
     private var before: [BoundPrimitive] = []
     private var afterWeights: [BoundPrimitive] = []
     /// The implementation oneDNN chose for the forward pass.
@@ -46,7 +47,7 @@ final class Conv3x3 {
         var fd = try Conv3x3.desc(prop: prop, x: x.md, w: weight.value.md, y: y.md, stride: stride)
         var fpd: PrimitiveDesc
         var wFwd = weight.value
-        if let pd = try? PrimitiveDesc.create(&fd, name: "conv forward") {
+        if let pd = try? PrimitiveDesc.create(&fd, name: "conv forward"), !pd.isReference {
             fpd = pd
         } else {
             var anyd = try Conv3x3.desc(prop: prop, x: x.md, w: try makeMD(weight.shape, dnnl_format_tag_any),
@@ -67,7 +68,7 @@ final class Conv3x3 {
                       "convolution_backward_data_desc_init")
             var wB = weight.value
             let bpd: PrimitiveDesc
-            if let pd = try? PrimitiveDesc.create(&dd, hint: fpd, name: "conv backward data") {
+            if let pd = try? PrimitiveDesc.create(&dd, hint: fpd, name: "conv backward data"), !pd.isReference {
                 bpd = pd
             } else {
                 var anyw = try makeMD(weight.shape, dnnl_format_tag_any)
@@ -86,7 +87,7 @@ final class Conv3x3 {
                   "convolution_backward_weights_desc_init")
         var gW = weight.grad
         let wpd: PrimitiveDesc
-        if let pd = try? PrimitiveDesc.create(&wd, hint: fpd, name: "conv backward weights") {
+        if let pd = try? PrimitiveDesc.create(&wd, hint: fpd, name: "conv backward weights"), !pd.isReference {
             wpd = pd
         } else {
             var anyw = try makeMD(weight.shape, dnnl_format_tag_any)
