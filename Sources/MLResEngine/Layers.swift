@@ -4,81 +4,147 @@ import Foundation
 // Each layer of the network with its forward and backward. Activations are NHWC (oneDNN `nhwc`,
 // logical dims [N, C, H, W]); conv weights are in the blocked layout oneDNN picks.
 
+/// What a convolution adds to its result before writing it (a oneDNN post-op).
+enum ConvPostOp {
+    case none
+    /// y ← conv(x) + y (accumulate into the destination's current contents).
+    case sum
+    /// y ← conv(x) + r (a second tensor of y's shape).
+    case add(Mem)
+    /// y ← max(0, conv(x) + b) (with a bias, for BN folded into the conv in eval mode).
+    case relu
+}
+
+/// Weights as a primitive wants them: w' = s ⊙ w (s a scalar, or one factor per output
+/// channel), reordered from the stored layout into the primitive's. Run when weights change.
+final class WeightPrep {
+    let dst: Mem
+    private let prim: BoundPrimitive
+
+    init(from w: Mem, to md: dnnl_memory_desc_t, scales: Mem?) throws {
+        dst = try Mem(md)
+        var attr: dnnl_primitive_attr_t?
+        try check(dnnl_primitive_attr_create(&attr), "primitive_attr_create")
+        defer { dnnl_primitive_attr_destroy(attr) }
+        var args: [(Int32, Mem)] = [(Int32(MLRES_ARG_FROM), w), (Int32(MLRES_ARG_TO), dst)]
+        if let scales {
+            var rt = mlres_runtime_f32()
+            try check(dnnl_primitive_attr_set_output_scales(attr, 1, scales.count == 1 ? 0 : 1, &rt),
+                      "primitive_attr_set_output_scales")
+            args.append((Int32(MLRES_ARG_ATTR_OUTPUT_SCALES), scales))
+        }
+        var pd: dnnl_primitive_desc_t?
+        var s = w.md, d = md
+        let e = DNNLContext.shared.engine
+        try check(dnnl_reorder_primitive_desc_create(&pd, &s, e, &d, e, attr), "reorder_primitive_desc_create")
+        prim = try BoundPrimitive(PrimitiveDesc(pd!, name: "weight reorder"), args)
+    }
+    func run() { prim.run() }
+}
+
 /// 3x3 convolution, padding 1, no bias, stride s ∈ {1, 2} (oneDNN primitives).
 ///
 ///     forward:          y[n,o,i,j]  = Σ_{c,a,b} w[o,c,a,b] · x[n,c, s·i+a−1, s·j+b−1]   (x = 0 outside)
 ///     backward data:    dx[n,c,p,q] = Σ_{o,i,j,a,b : s·i+a−1 = p, s·j+b−1 = q} w[o,c,a,b] · dy[n,o,i,j]
 ///     backward weights: dw[o,c,a,b] = Σ_{n,i,j} dy[n,o,i,j] · x[n,c, s·i+a−1, s·j+b−1]
+///
+/// Fusions: the forward and backward-data passes may use scaled weights s ⊙ w (the block's
+/// step size h, or a folded BN's γ/σ), an optional bias, and a post-op (``ConvPostOp``).
+/// The weight gradient is always that of the unscaled product (dw of conv(w, x) w.r.t. w).
 final class Conv3x3 {
     private var fwd: BoundPrimitive
     private var bwdData: BoundPrimitive?
     private var bwdWeights: BoundPrimitive?
-    /// Weight reorders, when a primitive has no optimised kernel for the stored weight layout
-    /// (oneDNN's backward kernels may want another blocking than the forward one).
-    private var before: [BoundPrimitive] = []
+    /// Weight preparations for the forward and backward-data kernels (layout + scale).
+    private var preps: [WeightPrep] = []
     private var afterWeights: [BoundPrimitive] = []
     /// The implementation oneDNN chose for the forward pass.
     let implementation: String
 
-    static func desc(prop: dnnl_prop_kind_t, x: dnnl_memory_desc_t, w: dnnl_memory_desc_t,
-                     y: dnnl_memory_desc_t, stride: Int) throws -> dnnl_convolution_desc_t {
+    static let strides: (Int) -> [Int64] = { [Int64($0), Int64($0)] }
+    static let padding: [Int64] = [1, 1]
+
+    static func forwardPD(prop: dnnl_prop_kind_t, x: dnnl_memory_desc_t, w: dnnl_memory_desc_t,
+                          bias: dnnl_memory_desc_t?, y: dnnl_memory_desc_t, stride: Int,
+                          attr: dnnl_primitive_attr_t? = nil) throws -> PrimitiveDesc {
         var d = dnnl_convolution_desc_t()
         var x = x, w = w, y = y
-        let s: [Int64] = [Int64(stride), Int64(stride)], p: [Int64] = [1, 1]
-        try check(dnnl_convolution_forward_desc_init(&d, prop, dnnl_convolution_direct, &x, &w, nil, &y, s, p, p),
-                  "convolution_forward_desc_init")
-        return d
+        if var b = bias {
+            try check(dnnl_convolution_forward_desc_init(&d, prop, dnnl_convolution_direct, &x, &w, &b, &y,
+                                                         strides(stride), padding, padding),
+                      "convolution_forward_desc_init")
+        } else {
+            try check(dnnl_convolution_forward_desc_init(&d, prop, dnnl_convolution_direct, &x, &w, nil, &y,
+                                                         strides(stride), padding, padding),
+                      "convolution_forward_desc_init")
+        }
+        return try PrimitiveDesc.create(&d, attr: attr, name: "conv forward")
     }
 
-    /// The weight layout oneDNN prefers for this shape (used once, when parameters are loaded).
+    /// The weight layout the backward-weights kernel prefers (used once, to store parameters in
+    /// it so that gradients, weights and momentum share one layout and SGD needs no reorder).
     static func preferredWeightLayout(cin: Int, cout: Int, stride: Int, height: Int, width: Int,
                                       batch: Int) throws -> dnnl_memory_desc_t {
         let x = try makeMD([batch, cin, height, width], dnnl_nhwc)
         let y = try makeMD([batch, cout, (height - 1) / stride + 1, (width - 1) / stride + 1], dnnl_nhwc)
         let w = try makeMD([cout, cin, 3, 3], dnnl_format_tag_any)
-        var d = try desc(prop: dnnl_forward_training, x: x, w: w, y: y, stride: stride)
-        return try PrimitiveDesc.create(&d, name: "conv probe").md(dnnl_query_weights_md)
+        let fpd = try forwardPD(prop: dnnl_forward_training, x: x, w: w, bias: nil, y: y, stride: stride)
+        var d = dnnl_convolution_desc_t()
+        var xm = x, wm = w, ym = y
+        try check(dnnl_convolution_backward_weights_desc_init(&d, dnnl_convolution_direct, &xm, &wm, nil, &ym,
+                                                              strides(stride), padding, padding),
+                  "convolution_backward_weights_desc_init")
+        let wpd = try PrimitiveDesc.create(&d, hint: fpd, name: "conv probe")
+        return wpd.isReference ? fpd.md(dnnl_query_weights_md) : wpd.md(dnnl_query_diff_weights_md)
     }
 
-    /// - Parameters: `dx` nil means no backward-data pass (the stem); `dy` nil means inference.
-    init(weight: Param, stride: Int, x: Mem, y: Mem, training: Bool, dx: Mem?, dy: Mem?) throws {
+    /// - Parameters:
+    ///   - scales: `[1]` (a scalar) or `[Cout]` factors applied to the weights, or nil.
+    ///   - bias: `[Cout]` bias, or nil.
+    ///   - dx: nil means no backward-data pass (the stem); `dy` nil means inference.
+    init(weight: Param, stride: Int, x: Mem, y: Mem, training: Bool, dx: Mem?, dy: Mem?,
+         scales: Mem? = nil, bias: Mem? = nil, post: ConvPostOp = .none) throws {
         let prop = training ? dnnl_forward_training : dnnl_forward_inference
-        // Forward, with the stored weight layout if the primitive accepts it.
-        var fd = try Conv3x3.desc(prop: prop, x: x.md, w: weight.value.md, y: y.md, stride: stride)
-        var fpd: PrimitiveDesc
-        var wFwd = weight.value
-        if let pd = try? PrimitiveDesc.create(&fd, name: "conv forward"), !pd.isReference {
-            fpd = pd
-        } else {
-            var anyd = try Conv3x3.desc(prop: prop, x: x.md, w: try makeMD(weight.shape, dnnl_format_tag_any),
-                                        y: y.md, stride: stride)
-            fpd = try PrimitiveDesc.create(&anyd, name: "conv forward")
-            wFwd = try Mem(fpd.md(dnnl_query_weights_md))
-            before.append(try makeReorder(from: weight.value, to: wFwd))
+        let anyW = try makeMD(weight.shape, dnnl_format_tag_any)
+        var attr: dnnl_primitive_attr_t?
+        try check(dnnl_primitive_attr_create(&attr), "primitive_attr_create")
+        defer { dnnl_primitive_attr_destroy(attr) }
+        var po: dnnl_post_ops_t?
+        try check(dnnl_post_ops_create(&po), "post_ops_create")
+        defer { dnnl_post_ops_destroy(po) }
+        var extra: [(Int32, Mem)] = []
+        switch post {
+        case .none: break
+        case .sum: try check(dnnl_post_ops_append_sum(po, 1), "post_ops_append_sum")
+        case .relu: try check(dnnl_post_ops_append_eltwise(po, 1, dnnl_eltwise_relu, 0, 0), "post_ops_append_eltwise")
+        case .add(let r):
+            var rmd = r.md
+            try check(dnnl_post_ops_append_binary(po, dnnl_binary_add, &rmd), "post_ops_append_binary")
+            extra.append((Int32(MLRES_ARG_POST_OP0_SRC_1), r))
+        }
+        try check(dnnl_primitive_attr_set_post_ops(attr, po), "primitive_attr_set_post_ops")
+        let fpd = try Conv3x3.forwardPD(prop: prop, x: x.md, w: anyW, bias: bias?.md, y: y.md, stride: stride, attr: attr)
+        guard !fpd.isReference else {
+            throw EngineError("oneDNN has no optimised convolution for \(weight.path) with these layouts and post-ops")
         }
         implementation = fpd.implementation
-        fwd = try BoundPrimitive(fpd, [(Int32(MLRES_ARG_SRC), x), (Int32(MLRES_ARG_WEIGHTS), wFwd),
-                                       (Int32(MLRES_ARG_DST), y)])
+        let wF = try WeightPrep(from: weight.value, to: fpd.md(dnnl_query_weights_md), scales: scales)
+        preps.append(wF)
+        var fargs: [(Int32, Mem)] = [(Int32(MLRES_ARG_SRC), x), (Int32(MLRES_ARG_WEIGHTS), wF.dst),
+                                     (Int32(MLRES_ARG_DST), y)] + extra
+        if let bias { fargs.append((Int32(MLRES_ARG_BIAS), bias)) }
+        fwd = try BoundPrimitive(fpd, fargs)
         guard training, let dy else { return }
-        let s: [Int64] = [Int64(stride), Int64(stride)], p: [Int64] = [1, 1]
+        let s = Conv3x3.strides(stride), p = Conv3x3.padding
         if let dx {
             var dd = dnnl_convolution_desc_t()
-            var dxmd = dx.md, wmd = weight.value.md, dymd = dy.md
+            var dxmd = dx.md, wmd = anyW, dymd = dy.md
             try check(dnnl_convolution_backward_data_desc_init(&dd, dnnl_convolution_direct, &dxmd, &wmd, &dymd, s, p, p),
                       "convolution_backward_data_desc_init")
-            var wB = weight.value
-            let bpd: PrimitiveDesc
-            if let pd = try? PrimitiveDesc.create(&dd, hint: fpd, name: "conv backward data"), !pd.isReference {
-                bpd = pd
-            } else {
-                var anyw = try makeMD(weight.shape, dnnl_format_tag_any)
-                try check(dnnl_convolution_backward_data_desc_init(&dd, dnnl_convolution_direct, &dxmd, &anyw, &dymd, s, p, p),
-                          "convolution_backward_data_desc_init")
-                bpd = try PrimitiveDesc.create(&dd, hint: fpd, name: "conv backward data")
-                wB = try Mem(bpd.md(dnnl_query_weights_md))
-                before.append(try makeReorder(from: weight.value, to: wB))
-            }
-            bwdData = try BoundPrimitive(bpd, [(Int32(MLRES_ARG_DIFF_DST), dy), (Int32(MLRES_ARG_WEIGHTS), wB),
+            let bpd = try PrimitiveDesc.create(&dd, hint: fpd, name: "conv backward data")
+            let wB = try WeightPrep(from: weight.value, to: bpd.md(dnnl_query_weights_md), scales: scales)
+            preps.append(wB)
+            bwdData = try BoundPrimitive(bpd, [(Int32(MLRES_ARG_DIFF_DST), dy), (Int32(MLRES_ARG_WEIGHTS), wB.dst),
                                                (Int32(MLRES_ARG_DIFF_SRC), dx)])
         }
         var wd = dnnl_convolution_desc_t()
@@ -90,7 +156,7 @@ final class Conv3x3 {
         if let pd = try? PrimitiveDesc.create(&wd, hint: fpd, name: "conv backward weights"), !pd.isReference {
             wpd = pd
         } else {
-            var anyw = try makeMD(weight.shape, dnnl_format_tag_any)
+            var anyw = anyW
             try check(dnnl_convolution_backward_weights_desc_init(&wd, dnnl_convolution_direct, &xmd, &anyw, nil, &dymd, s, p, p),
                       "convolution_backward_weights_desc_init")
             wpd = try PrimitiveDesc.create(&wd, hint: fpd, name: "conv backward weights")
@@ -101,10 +167,10 @@ final class Conv3x3 {
                                               (Int32(MLRES_ARG_DIFF_WEIGHTS), gW)])
     }
 
-    func forward() {
-        for r in before { r.run() }
-        fwd.run()
-    }
+    /// Refreshes the scaled/reordered weight copies from the stored weights.
+    func prepareWeights() { for p in preps { p.run() } }
+
+    func forward() { fwd.run() }
 
     /// Writes dx (if planned) and the weight gradient (overwritten, not accumulated).
     func backward() {
@@ -112,6 +178,20 @@ final class Conv3x3 {
         bwdWeights?.run()
         for r in afterWeights { r.run() }
     }
+}
+
+/// dst = x + y elementwise (oneDNN `binary` add): the backward of the residual sum,
+/// dY_j = dY_{j+1} + (gradient through the residual branch).
+final class Add {
+    private let prim: BoundPrimitive
+    init(_ x: Mem, _ y: Mem, into dst: Mem) throws {
+        var d = dnnl_binary_desc_t()
+        var a = x.md, b = y.md, c = dst.md
+        try check(dnnl_binary_desc_init(&d, dnnl_binary_add, &a, &b, &c), "binary_desc_init")
+        prim = try BoundPrimitive(PrimitiveDesc.create(&d, name: "binary add"),
+                                  [(Int32(MLRES_ARG_SRC), x), (Int32(MLRES_ARG_SRC_1), y), (Int32(MLRES_ARG_DST), dst)])
+    }
+    func run() { prim.run() }
 }
 
 /// Batch normalisation fused with the ReLU that follows it (oneDNN `fuse_norm_relu`).

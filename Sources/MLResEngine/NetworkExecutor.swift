@@ -46,6 +46,8 @@ public final class NetworkExecutor {
     /// Every trainable tensor, in ``Network/trainablePaths`` order.
     let params: [Param]
     private var plans: [String: Plan] = [:]
+    /// Bumped whenever parameters or BN statistics change, so plans re-prepare their weights.
+    private var version = 0
 
     /// - Parameters:
     ///   - network: the network to run; its parameters are copied in.
@@ -116,11 +118,11 @@ public final class NetworkExecutor {
         assert(ps.map(\.path) == network.trainablePaths)
     }
 
-    private func plan(batch: Int, training: Bool) throws -> Plan {
-        let key = "\(batch)/\(training)"
-        if let p = plans[key] { return p }
-        let p = try Plan(engine: self, batch: batch, training: training)
+    private func plan(batch: Int, mode: PlanMode) throws -> Plan {
+        let key = "\(batch)/\(mode.rawValue)"
+        let p = try plans[key] ?? Plan(engine: self, batch: batch, mode: mode)
         plans[key] = p
+        p.prepare(version: version)
         return p
     }
 
@@ -154,22 +156,22 @@ public final class NetworkExecutor {
     public func forward(_ input: [Float], count: Int, skipping: Set<BlockID> = [],
                         observe: ((BlockActivation) -> Void)? = nil) throws -> [Float] {
         guard count > 0 else { throw EngineError("batch must hold at least one image") }
-        let plan = try plan(batch: count, training: false)
+        let analyze = observe != nil || !skipping.isEmpty
+        let plan = try plan(batch: count, mode: analyze ? .analyze : .infer)
         try loadInput(input, into: plan)
         plan.stem.forward()
         for bp in plan.blocks {
             let skip = skipping.contains(bp.geo.id)
-            if skip && observe != nil {
-                // Compute F anyway so the observer sees it.
-                bp.bn1.forward(); bp.conv1.forward(); bp.bn2.forward(); bp.conv2.forward()
-            }
-            bp.forward(skip: skip)
             if let observe {
                 DNNLContext.shared.wait()
                 let g = bp.geo
                 let x = nchw(bp.x.floats, n: count, c: g.cin, h: g.inH, w: g.inW, scale: 1)
-                let f = nchw(bp.f.floats, n: count, c: g.cout, h: g.outH, w: g.outW, scale: g.h)
+                bp.forward(skip: skip)
+                DNNLContext.shared.wait()
+                let f = nchw(bp.f!.floats, n: count, c: g.cout, h: g.outH, w: g.outW, scale: 1)
                 observe(BlockActivation(id: g.id, input: x, residual: f))
+            } else {
+                bp.forward(skip: skip)
             }
         }
         runHead(plan)
@@ -187,7 +189,8 @@ public final class NetworkExecutor {
         if let bad = labels.first(where: { $0 < 0 || $0 >= k }) {
             throw EngineError("label \(bad) is outside 0..<\(k)")
         }
-        let plan = try plan(batch: batchSize, training: true)
+        let plan = try plan(batch: batchSize, mode: .train)
+        defer { version += 1 }   // running statistics change
         try loadInput(input, into: plan)
         plan.stem.forward()
         for bp in plan.blocks { bp.forward() }
@@ -219,6 +222,7 @@ public final class NetworkExecutor {
     public func trainStep(input: [Float], labels: [Int], lr: Float) throws -> (loss: Double, correct: Int) {
         let r = try computeGradients(input: input, labels: labels)
         for p in params { p.sgdStep(lr: lr, momentum: Float(momentum), weightDecay: Float(weightDecay)) }
+        version += 1
         return r
     }
 
@@ -263,6 +267,7 @@ public final class NetworkExecutor {
         try headBN.load(net.headBN)
         try fcWeight.load(net.fcWeight); try fcBias.load(net.fcBias)
         network = net
+        version += 1
     }
 
     /// Momentum buffers keyed by trainable path, plus the hyper-parameters.
@@ -289,7 +294,7 @@ public final class NetworkExecutor {
 
     /// oneDNN's implementation names for the training plan's convolutions (diagnostics).
     public func convolutionImplementations() throws -> [String] {
-        let p = try plan(batch: batchSize, training: true)
+        let p = try plan(batch: batchSize, mode: .train)
         return [p.stem.implementation] + p.blocks.flatMap { [$0.conv1.implementation, $0.conv2.implementation] }
     }
 }

@@ -29,105 +29,154 @@ final class Storage {
     }
 }
 
+/// What a plan is for.
+enum PlanMode: String {
+    /// Forward with batch statistics, backward, gradients.
+    case train
+    /// Eval-mode forward, fused for speed: BN2 folded into conv1 (+ReLU), residual sum as a
+    /// post-op of conv2 written in place.
+    case infer
+    /// Eval-mode forward that materialises h·F(Y_j) for every block (hooks, lesions).
+    case analyze
+}
+
 /// One block's primitives and memories within a plan.
 ///
 ///     Y_{j+1} = P(Y_j) + h·F(Y_j),   F = conv2 ∘ relu∘bn2 ∘ conv1 ∘ relu∘bn1
 ///
-/// Backward: with G = dL/dY_{j+1}, the residual branch is run backward on G itself (all of it
-/// is linear in G), then every gradient it produced is multiplied by h:
-///     dY_j = Pᵀ(G) + h·F'(Y_j)ᵀ G,   d(params of F) = h·(…computed with G…)
+/// h is folded into conv2's weights (conv2 runs with h·W2), and the sum with P(Y_j) is conv2's
+/// post-op. Backward, with G = dL/dY_{j+1}: conv2's backward-data pass uses h·W2, so every
+/// gradient below it is already the true one; dW2 = h·(a2 ⋆ G); and
+///     dY_j = Pᵀ(G) + (gradient through F).
 final class BlockPlan {
     let geo: BlockGeometry
     let params: BlockParams
-    let x: Mem, y: Mem          // Y_j, Y_{j+1}
-    let f: Mem                  // F(Y_j) (scratch)
-    let s: Mem?                 // P(Y_j) for a shape-changing block (scratch)
-    let bn1: BatchNormReLU, conv1: Conv3x3, bn2: BatchNormReLU, conv2: Conv3x3
-    let sum: ScaledSum
+    let mode: PlanMode
+    let x: Mem, y: Mem          // Y_j, Y_{j+1} (the same memory for an identity block in infer mode)
+    let f: Mem?                 // h·F(Y_j) (analyze mode)
+    let bn1: BatchNormReLU, conv1: Conv3x3, conv2: Conv3x3
+    let bn2: BatchNormReLU?     // nil in infer mode (folded into conv1)
     let shortcut: ZeroPadShortcut?
-    // Backward (training only).
+    private let hScale: Mem
+    private let foldScale: Mem?, foldBias: Mem?
+    private let analyzeSum: ScaledSum?
+    // Backward (train mode).
     let dy: Mem?, dx: Mem?, dF: Mem?
-    let backSum: ScaledSum?
+    private let backAdd: Add?
 
     init(geo g: BlockGeometry, params: BlockParams, x: Mem, y: Mem, storage st: Storage,
-         training: Bool, epsilon: Float, momentum: Float, dy: Mem?, dx: Mem?) throws {
-        self.geo = g; self.params = params; self.x = x; self.y = y; self.dy = dy; self.dx = dx
+         mode: PlanMode, epsilon: Float, momentum: Float, dy: Mem?, dx: Mem?) throws {
+        self.geo = g; self.params = params; self.mode = mode
+        self.x = x; self.y = y; self.dy = dy; self.dx = dx
         let n = st.batch
-        let a1: Mem, z1: Mem, a2: Mem
-        if training {
-            a1 = try st.unique(g.cin, g.inH, g.inW)
-            z1 = try st.unique(g.cout, g.outH, g.outW)
-            a2 = try st.unique(g.cout, g.outH, g.outW)
-            f = try st.view(0, g.cout, g.outH, g.outW)
-            s = g.changesShape ? try st.view(1, g.cout, g.outH, g.outW) : nil
-        } else {
-            a1 = try st.view(0, g.cin, g.inH, g.inW)
-            z1 = try st.view(1, g.cout, g.outH, g.outW)
-            a2 = try st.view(0, g.cout, g.outH, g.outW)
-            f = try st.view(1, g.cout, g.outH, g.outW)
-            s = g.changesShape ? try st.view(2, g.cout, g.outH, g.outW) : nil
-        }
-        // Backward scratch: da2 → 0, dz1 → 1, da1 → 0, dF (= dY_j through F, unscaled) → 1.
-        let da2 = training ? try st.view(0, g.cout, g.outH, g.outW) : nil
-        let dz1 = training ? try st.view(1, g.cout, g.outH, g.outW) : nil
-        let da1 = training ? try st.view(0, g.cin, g.inH, g.inW) : nil
-        dF = training ? try st.view(1, g.cin, g.inH, g.inW) : nil
-        bn1 = try BatchNormReLU(state: params.bn1, x: x, y: a1, training: training, epsilon: epsilon,
-                                momentum: momentum, dx: dF, dy: da1)
-        conv1 = try Conv3x3(weight: params.conv1, stride: g.stride, x: a1, y: z1, training: training,
-                            dx: da1, dy: dz1)
-        bn2 = try BatchNormReLU(state: params.bn2, x: z1, y: a2, training: training, epsilon: epsilon,
-                                momentum: momentum, dx: dz1, dy: da2)
-        conv2 = try Conv3x3(weight: params.conv2, stride: 1, x: a2, y: f, training: training,
-                            dx: da2, dy: dy)
+        let training = mode == .train
+        hScale = try Mem(dims: [1], tag: dnnl_a)
+        hScale.floats[0] = g.h
         shortcut = g.changesShape
             ? ZeroPadShortcut(batch: n, cin: g.cin, cout: g.cout, stride: g.stride, inH: g.inH, inW: g.inW)
             : nil
-        sum = try ScaledSum(1, s ?? x, g.h, f, into: y)
-        if training, !g.changesShape, let dy, let dx, let dF {
-            backSum = try ScaledSum(1, dy, g.h, dF, into: dx)
-        } else {
-            backSum = nil
+        switch mode {
+        case .train:
+            let a1 = try st.unique(g.cin, g.inH, g.inW)
+            let z1 = try st.unique(g.cout, g.outH, g.outW)
+            let a2 = try st.unique(g.cout, g.outH, g.outW)
+            // Backward scratch: da2 → 0, dz1 → 1, da1 → 0, dF → 1.
+            let da2 = try st.view(0, g.cout, g.outH, g.outW)
+            let dz1 = try st.view(1, g.cout, g.outH, g.outW)
+            let da1 = try st.view(0, g.cin, g.inH, g.inW)
+            let dF = try st.view(1, g.cin, g.inH, g.inW)
+            self.dF = dF
+            bn1 = try BatchNormReLU(state: params.bn1, x: x, y: a1, training: true, epsilon: epsilon,
+                                    momentum: momentum, dx: dF, dy: da1)
+            conv1 = try Conv3x3(weight: params.conv1, stride: g.stride, x: a1, y: z1, training: true,
+                                dx: da1, dy: dz1)
+            bn2 = try BatchNormReLU(state: params.bn2, x: z1, y: a2, training: true, epsilon: epsilon,
+                                    momentum: momentum, dx: dz1, dy: da2)
+            conv2 = try Conv3x3(weight: params.conv2, stride: 1, x: a2, y: y, training: true, dx: da2, dy: dy,
+                                scales: hScale, post: g.changesShape ? .sum : .add(x))
+            f = nil; foldScale = nil; foldBias = nil; analyzeSum = nil
+            backAdd = g.changesShape ? nil : try Add(dy!, dF, into: dx!)
+        case .infer, .analyze:
+            let a1 = try st.view(0, g.cin, g.inH, g.inW)
+            let a2 = try st.view(1, g.cout, g.outH, g.outW)
+            bn1 = try BatchNormReLU(state: params.bn1, x: x, y: a1, training: false, epsilon: epsilon,
+                                    momentum: momentum, dx: nil, dy: nil)
+            let fs = try Mem(dims: [g.cout], tag: dnnl_a), fb = try Mem(dims: [g.cout], tag: dnnl_a)
+            foldScale = fs; foldBias = fb
+            conv1 = try Conv3x3(weight: params.conv1, stride: g.stride, x: a1, y: a2, training: false,
+                                dx: nil, dy: nil, scales: fs, bias: fb, post: .relu)
+            bn2 = nil
+            if mode == .infer {
+                f = nil; analyzeSum = nil
+                conv2 = try Conv3x3(weight: params.conv2, stride: 1, x: a2, y: y, training: false,
+                                    dx: nil, dy: nil, scales: hScale, post: .sum)
+            } else {
+                let fm = try st.view(2, g.cout, g.outH, g.outW)
+                f = fm
+                conv2 = try Conv3x3(weight: params.conv2, stride: 1, x: a2, y: fm, training: false,
+                                    dx: nil, dy: nil, scales: hScale)
+                // P(Y_j) for a shape-changing block goes to y first, then y += h·F; else y = x + h·F.
+                analyzeSum = try ScaledSum(1, g.changesShape ? y : x, 1, fm, into: y)
+            }
+            dF = nil; backAdd = nil
         }
     }
 
-    /// Y_{j+1} = P(Y_j) + h·F(Y_j); with `skip`, Y_{j+1} = P(Y_j) (a lesioned block).
+    /// Refreshes the prepared weights (h·W2, and in eval the BN2-folded conv1) from the
+    /// parameters: eval folds  relu(bn2(conv1(a)))  into  relu(conv(s ⊙ W1, a) + b)  with
+    /// s = γ/√(r_σ² + ε), b = β − r_μ·s.
+    func prepareWeights(epsilon: Float) {
+        if let foldScale, let foldBias {
+            let st = params.bn2
+            for c in 0..<st.channels {
+                let sc = st.weight.value.floats[c] / (st.runningVar.floats[c] + epsilon).squareRoot()
+                foldScale.floats[c] = sc
+                foldBias.floats[c] = st.bias.value.floats[c] - st.runningMean.floats[c] * sc
+            }
+        }
+        conv1.prepareWeights(); conv2.prepareWeights()
+    }
+
+    /// Y_{j+1} = P(Y_j) + h·F(Y_j); with `skip` (analyze mode), Y_{j+1} = P(Y_j).
     func forward(skip: Bool = false) {
-        if !skip {
-            bn1.forward(); conv1.forward(); bn2.forward(); conv2.forward()
-        }
-        if let shortcut, let s {
+        bn1.forward(); conv1.forward(); bn2?.forward()
+        if let shortcut {
             DNNLContext.shared.wait()
-            shortcut.forward(x: x.floats, into: s.floats)
+            shortcut.forward(x: x.floats, into: y.floats)
         }
-        if skip {
-            DNNLContext.shared.wait()
-            memcpy(y.buffer.ptr, (s ?? x).buffer.ptr, y.bytes)
+        if mode == .analyze {
+            conv2.forward()
+            if skip {
+                if shortcut == nil {
+                    DNNLContext.shared.wait()
+                    memcpy(y.buffer.ptr, x.buffer.ptr, y.bytes)
+                }
+            } else {
+                analyzeSum!.run()
+            }
         } else {
-            sum.run()
+            conv2.forward()
         }
     }
 
     /// From dy = dL/dY_{j+1}: writes dx = dL/dY_j and the gradients of the block's parameters.
     func backward() {
-        conv2.backward(); bn2.backward(); conv1.backward(); bn1.backward()
-        if let backSum {
-            backSum.run()
+        conv2.backward(); bn2!.backward(); conv1.backward(); bn1.backward()
+        if let backAdd {
+            backAdd.run()
         } else if let shortcut, let dy, let dx, let dF {
             DNNLContext.shared.wait()
-            shortcut.backwardCombine(h: geo.h, dF: dF.floats, dS: dy.floats, into: dx.floats)
+            shortcut.backwardCombine(h: 1, dF: dF.floats, dS: dy.floats, into: dx.floats)
         }
         DNNLContext.shared.wait()
-        for p in [params.conv1, params.conv2, params.bn1.weight, params.bn1.bias,
-                  params.bn2.weight, params.bn2.bias] { p.scaleGrad(geo.h) }
+        params.conv2.scaleGrad(geo.h)
     }
 }
 
-/// Everything for one batch size and mode (training or eval): primitives created once, memory
-/// allocated once.
+/// Everything for one batch size and mode: primitives created once, memory allocated once.
 final class Plan {
     let batch: Int
-    let training: Bool
+    let mode: PlanMode
     let input: Mem            // user NCHW
     let x0: Mem               // stem input, NHWC
     let inputReorder: BoundPrimitive
@@ -138,11 +187,15 @@ final class Plan {
     let pool: GlobalAvgPool
     let fc: FullyConnected
     var pooled: [Float], logits: [Float], dLogits: [Float], dPooled: [Float]
-    let dHead: Mem?           // dL/d relu(bn(Y_L)) (training)
-    let dTop: Mem?            // dL/dY_L (training)
+    let dHead: Mem?           // dL/d relu(bn(Y_L)) (train)
+    let dTop: Mem?            // dL/dY_L (train)
+    let epsilon: Float
+    /// The executor's parameter version the prepared weights reflect.
+    var preparedVersion = -1
 
-    init(engine e: NetworkExecutor, batch n: Int, training: Bool) throws {
-        self.batch = n; self.training = training
+    init(engine e: NetworkExecutor, batch n: Int, mode: PlanMode) throws {
+        self.batch = n; self.mode = mode
+        let training = mode == .train
         let geos = e.geometry
         let c0 = e.network.inputShape[0], h0 = e.network.inputShape[1], w0 = e.network.inputShape[2]
         let wStem = e.network.stem.shape[0]
@@ -152,25 +205,35 @@ final class Plan {
         input = try Mem(dims: [n, c0, h0, w0], tag: dnnl_nchw)
         x0 = try Mem(dims: [n, c0, h0, w0], tag: dnnl_nhwc)
         inputReorder = try makeReorder(from: input, to: x0)
-        // Activations Y_0 … Y_L: own buffers in training, two alternating buffers in eval.
+        // Activations Y_0 … Y_L: own buffers in train mode; in eval two alternating buffers
+        // (infer mode switches buffer only at shape-changing blocks: identity blocks work in place).
         // Gradients dY_k alternate between shared buffers 2 and 3 (dY_L in 2).
         let L = geos.count
         var ys: [Mem] = []
         var dys: [Mem?] = []
+        var slot = 3
         for k in 0...L {
             let c: Int = k == 0 ? wStem : geos[k - 1].cout
             let hh: Int = k == 0 ? h0 : geos[k - 1].outH
             let ww: Int = k == 0 ? w0 : geos[k - 1].outW
-            ys.append(training ? try st.unique(c, hh, ww) : try st.view(3 + k % 2, c, hh, ww))
+            switch mode {
+            case .train: ys.append(try st.unique(c, hh, ww))
+            case .analyze: ys.append(try st.view(3 + k % 2, c, hh, ww))
+            case .infer:
+                if k > 0 && !geos[k - 1].changesShape { ys.append(ys[k - 1]) } else {
+                    if k > 0 { slot = 7 - slot }
+                    ys.append(try st.view(slot, c, hh, ww))
+                }
+            }
             dys.append(training ? try st.view(2 + (L - k) % 2, c, hh, ww) : nil)
         }
         stem = try Conv3x3(weight: e.stem, stride: 1, x: x0, y: ys[0], training: training, dx: nil, dy: dys[0])
         let eps = Float(e.network.bnEpsilon), mom = Float(e.network.bnMomentum)
+        epsilon = eps
         var bps: [BlockPlan] = []
         for (j, g) in geos.enumerated() {
             bps.append(try BlockPlan(geo: g, params: e.blockParams[j], x: ys[j], y: ys[j + 1], storage: st,
-                                     training: training, epsilon: eps, momentum: mom,
-                                     dy: dys[j + 1], dx: dys[j]))
+                                     mode: mode, epsilon: eps, momentum: mom, dy: dys[j + 1], dx: dys[j]))
         }
         blocks = bps
         let cL: Int = geos.last?.cout ?? wStem
@@ -188,5 +251,13 @@ final class Plan {
         dPooled = pooled
         logits = [Float](repeating: 0, count: n * k)
         dLogits = logits
+    }
+
+    /// Brings the prepared (scaled, reordered, folded) weights up to parameter version `v`.
+    func prepare(version v: Int) {
+        guard v != preparedVersion else { return }
+        stem.prepareWeights()
+        for b in blocks { b.prepareWeights(epsilon: epsilon) }
+        preparedVersion = v
     }
 }
