@@ -84,9 +84,10 @@ final class Conv3x3 {
     /// The weight layout the backward-weights kernel prefers (used once, to store parameters in
     /// it so that gradients, weights and momentum share one layout and SGD needs no reorder).
     static func preferredWeightLayout(cin: Int, cout: Int, stride: Int, height: Int, width: Int,
-                                      batch: Int) throws -> dnnl_memory_desc_t {
-        let x = try makeMD([batch, cin, height, width], dnnl_nhwc)
-        let y = try makeMD([batch, cout, (height - 1) / stride + 1, (width - 1) / stride + 1], dnnl_nhwc)
+                                      batch: Int, blocked: Bool) throws -> dnnl_memory_desc_t {
+        let x = try makeMD([batch, cin, height, width], ActLayout.tag(channels: cin, blocked: blocked))
+        let y = try makeMD([batch, cout, (height - 1) / stride + 1, (width - 1) / stride + 1],
+                           ActLayout.tag(channels: cout, blocked: blocked))
         let w = try makeMD([cout, cin, 3, 3], dnnl_format_tag_any)
         let fpd = try forwardPD(prop: dnnl_forward_training, x: x, w: w, bias: nil, y: y, stride: stride)
         var d = dnnl_convolution_desc_t()
@@ -294,47 +295,61 @@ final class ScaledSum {
     func run() { prim.run() }
 }
 
-/// The parameter-free shortcut of a block that changes shape (NHWC loops):
+/// Where element (n, c, h, w) of an activation lives: NHWC (`nhwc`), or oneDNN's blocked
+/// `nChw16c` (channels in blocks of 16, innermost) when every width is a multiple of 16.
+struct ActLayout {
+    let channels: Int, height: Int, width: Int
+    let blocked: Bool
+
+    /// The oneDNN tag of an activation with `c` channels under this policy (`nchw` for a network
+    /// input whose channel count is not a multiple of 16: the first conv reads it directly).
+    static func tag(channels c: Int, blocked: Bool) -> dnnl_format_tag_t {
+        blocked ? (c % 16 == 0 ? dnnl_nChw16c : dnnl_nchw) : dnnl_nhwc
+    }
+
+    @inline(__always) func index(_ n: Int, _ c: Int, _ h: Int, _ w: Int) -> Int {
+        blocked
+            ? (((n * (channels >> 4) + (c >> 4)) * height + h) * width + w) * 16 + (c & 15)
+            : ((n * height + h) * width + w) * channels + c
+    }
+    /// Channels c and c+1 are adjacent in memory unless c+1 starts a new block.
+    var count: Int { channels * height * width }
+}
+
+/// The parameter-free shortcut of a block that changes shape:
 ///
-///     forward:  S[n,i,j,c] = x[n, s·i, s·j, c − off]  for off ≤ c < off + Cin, else 0
-///     backward: dx[n,p,q,c] = dS[n, p/s, q/s, c + off] when s divides p and q, else 0
+///     forward:  S[n,c,i,j] = x[n, c − off, s·i, s·j]  for off ≤ c < off + Cin, else 0
+///     backward: dx[n,c,p,q] += dS[n, c + off, p/s, q/s]  when s divides p and q
 ///
 /// with off = (Cout − Cin)/2 (``ResidualBlock/shortcutChannelOffset``).
 struct ZeroPadShortcut {
-    let batch: Int, cin: Int, cout: Int, stride: Int, inH: Int, inW: Int
-    var offset: Int { (cout - cin) / 2 }
-    var outH: Int { (inH - 1) / stride + 1 }
-    var outW: Int { (inW - 1) / stride + 1 }
+    let batch: Int, stride: Int
+    let input: ActLayout, output: ActLayout
+    var offset: Int { (output.channels - input.channels) / 2 }
 
     func forward(x: UnsafePointer<Float>, into s: UnsafeMutablePointer<Float>) {
-        let (oh, ow, off) = (outH, outW, offset)
+        s.update(repeating: 0, count: batch * output.count)
+        let off = offset, cin = input.channels
         for n in 0..<batch {
-            for i in 0..<oh {
-                for j in 0..<ow {
-                    let dst = s + ((n * oh + i) * ow + j) * cout
-                    let src = x + ((n * inH + i * stride) * inW + j * stride) * cin
-                    dst.update(repeating: 0, count: cout)
-                    (dst + off).update(from: src, count: cin)
+            for i in 0..<output.height {
+                for j in 0..<output.width {
+                    for c in 0..<cin {
+                        s[output.index(n, c + off, i, j)] = x[input.index(n, c, i * stride, j * stride)]
+                    }
                 }
             }
         }
     }
 
-    /// dx = h·dF + Pᵀ(dS): the block's input gradient from the residual branch `dF` (not yet
-    /// scaled by h) and the shortcut's share of the output gradient `dS`.
-    func backwardCombine(h: Float, dF: UnsafePointer<Float>, dS: UnsafePointer<Float>,
-                         into dx: UnsafeMutablePointer<Float>) {
-        let (oh, ow, off) = (outH, outW, offset)
+    /// dx += Pᵀ(dS): adds the shortcut's share of the output gradient to the input gradient
+    /// (which already holds the gradient through the residual branch).
+    func backwardAccumulate(dS: UnsafePointer<Float>, into dx: UnsafeMutablePointer<Float>) {
+        let off = offset, cin = input.channels
         for n in 0..<batch {
-            for p in 0..<inH {
-                for q in 0..<inW {
-                    let base = ((n * inH + p) * inW + q) * cin
-                    let d = dx + base, f = dF + base
-                    if p % stride == 0 && q % stride == 0 {
-                        let g = dS + ((n * oh + p / stride) * ow + q / stride) * cout + off
-                        for c in 0..<cin { d[c] = h * f[c] + g[c] }
-                    } else {
-                        for c in 0..<cin { d[c] = h * f[c] }
+            for i in 0..<output.height {
+                for j in 0..<output.width {
+                    for c in 0..<cin {
+                        dx[input.index(n, c, i * stride, j * stride)] += dS[output.index(n, c + off, i, j)]
                     }
                 }
             }
@@ -342,33 +357,34 @@ struct ZeroPadShortcut {
     }
 }
 
-/// Global average pool over H, W of an NHWC tensor to [N, C]:
+/// Global average pool over H, W to [N, C]:
 ///
-///     forward:  p[n,c] = (1/HW) Σ_{h,w} a[n,h,w,c]
-///     backward: da[n,h,w,c] = dp[n,c] / HW
+///     forward:  p[n,c] = (1/HW) Σ_{h,w} a[n,c,h,w]
+///     backward: da[n,c,h,w] = dp[n,c] / HW
 struct GlobalAvgPool {
-    let batch: Int, channels: Int, spatial: Int
+    let batch: Int
+    let layout: ActLayout
 
     func forward(_ a: UnsafePointer<Float>, into p: UnsafeMutablePointer<Float>) {
-        let inv = 1 / Float(spatial)
+        let (C, H, W) = (layout.channels, layout.height, layout.width)
+        let inv = 1 / Float(H * W)
+        p.update(repeating: 0, count: batch * C)
         for n in 0..<batch {
-            let out = p + n * channels
-            out.update(repeating: 0, count: channels)
-            for s in 0..<spatial {
-                let row = a + (n * spatial + s) * channels
-                for c in 0..<channels { out[c] += row[c] }
+            for c in 0..<C {
+                var acc: Float = 0
+                for h in 0..<H { for w in 0..<W { acc += a[layout.index(n, c, h, w)] } }
+                p[n * C + c] = acc * inv
             }
-            for c in 0..<channels { out[c] *= inv }
         }
     }
 
     func backward(_ dp: UnsafePointer<Float>, into da: UnsafeMutablePointer<Float>) {
-        let inv = 1 / Float(spatial)
+        let (C, H, W) = (layout.channels, layout.height, layout.width)
+        let inv = 1 / Float(H * W)
         for n in 0..<batch {
-            let g = dp + n * channels
-            for s in 0..<spatial {
-                let row = da + (n * spatial + s) * channels
-                for c in 0..<channels { row[c] = g[c] * inv }
+            for c in 0..<C {
+                let g = dp[n * C + c] * inv
+                for h in 0..<H { for w in 0..<W { da[layout.index(n, c, h, w)] = g } }
             }
         }
     }

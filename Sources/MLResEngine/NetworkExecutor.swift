@@ -43,6 +43,8 @@ public final class NetworkExecutor {
     let fcWeight: Param
     let fcBias: Param
     let geometry: [BlockGeometry]
+    /// Activations in oneDNN's blocked nChw16c layout (every width a multiple of 16), else NHWC.
+    let blocked: Bool
     /// Every trainable tensor, in ``Network/trainablePaths`` order.
     let params: [Param]
     private var plans: [String: Plan] = [:]
@@ -65,6 +67,10 @@ public final class NetworkExecutor {
         guard network.stem.shape == [w0, c0, 3, 3] else {
             throw EngineError("model/stem/conv/weight: shape \(Tensor.describe(network.stem.shape)) is not [W0,\(c0),3,3]")
         }
+        // MLRES_ENGINE_LAYOUT=nhwc forces NHWC (for performance comparisons).
+        let isBlocked = w0 % 16 == 0 && network.stages.allSatisfy { $0.blocks.allSatisfy { $0.outChannels % 16 == 0 } }
+            && ProcessInfo.processInfo.environment["MLRES_ENGINE_LAYOUT"] != "nhwc"
+        blocked = isBlocked
         var layoutCache: [[Int]: dnnl_memory_desc_t] = [:]
         func convParam(_ path: String, _ t: Tensor, cin: Int, cout: Int, stride: Int, h: Int, w: Int) throws -> Param {
             guard t.shape == [cout, cin, 3, 3] else {
@@ -72,7 +78,7 @@ public final class NetworkExecutor {
             }
             let key = [cin, cout, stride, h, w]
             let md = try layoutCache[key] ?? Conv3x3.preferredWeightLayout(
-                cin: cin, cout: cout, stride: stride, height: h, width: w, batch: batchSize)
+                cin: cin, cout: cout, stride: stride, height: h, width: w, batch: batchSize, blocked: isBlocked)
             layoutCache[key] = md
             let p = try Param(path: path, shape: t.shape, md: md)
             try p.load(t)
@@ -132,7 +138,7 @@ public final class NetworkExecutor {
             throw EngineError("input has \(input.count) values, batch \(plan.batch) × \(network.inputShape) needs \(plan.batch * per)")
         }
         input.withUnsafeBufferPointer { plan.input.floats.update(from: $0.baseAddress!, count: input.count) }
-        plan.inputReorder.run()
+        plan.inputReorder?.run()
     }
 
     private func runHead(_ plan: Plan) {
@@ -165,10 +171,10 @@ public final class NetworkExecutor {
             if let observe {
                 DNNLContext.shared.wait()
                 let g = bp.geo
-                let x = nchw(bp.x.floats, n: count, c: g.cin, h: g.inH, w: g.inW, scale: 1)
+                let x = nchw(bp.x.floats, n: count, ActLayout(channels: g.cin, height: g.inH, width: g.inW, blocked: blocked))
                 bp.forward(skip: skip)
                 DNNLContext.shared.wait()
-                let f = nchw(bp.f!.floats, n: count, c: g.cout, h: g.outH, w: g.outW, scale: 1)
+                let f = nchw(bp.f!.floats, n: count, ActLayout(channels: g.cout, height: g.outH, width: g.outW, blocked: blocked))
                 observe(BlockActivation(id: g.id, input: x, residual: f))
             } else {
                 bp.forward(skip: skip)
@@ -299,15 +305,12 @@ public final class NetworkExecutor {
     }
 }
 
-/// NHWC → NCHW copy of an activation, times `scale`.
-func nchw(_ src: UnsafePointer<Float>, n: Int, c: Int, h: Int, w: Int, scale: Float) -> Tensor {
-    var out = [Float](repeating: 0, count: n * c * h * w)
-    let hw = h * w
-    for i in 0..<n {
-        for s in 0..<hw {
-            let row = src + (i * hw + s) * c
-            for ch in 0..<c { out[(i * c + ch) * hw + s] = scale * row[ch] }
-        }
-    }
-    return Tensor(shape: [n, c, h, w], data: out)
+/// An activation (NHWC or blocked) copied out as an NCHW tensor.
+func nchw(_ src: UnsafePointer<Float>, n: Int, _ l: ActLayout) -> Tensor {
+    var out = [Float](repeating: 0, count: n * l.count)
+    var k = 0
+    for i in 0..<n { for c in 0..<l.channels { for h in 0..<l.height { for w in 0..<l.width {
+        out[k] = src[l.index(i, c, h, w)]; k += 1
+    } } } }
+    return Tensor(shape: [n, l.channels, l.height, l.width], data: out)
 }

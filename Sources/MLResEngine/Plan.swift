@@ -16,16 +16,19 @@ struct BlockGeometry {
 /// activation size reused by every block.
 final class Storage {
     let batch: Int
+    let blocked: Bool
     private(set) var shared: [RawBuffer] = []
     let maxBytes: Int
-    init(batch: Int, maxFloats: Int, sharedCount: Int) {
-        self.batch = batch
+    init(batch: Int, maxFloats: Int, sharedCount: Int, blocked: Bool) {
+        self.batch = batch; self.blocked = blocked
         maxBytes = maxFloats * 4
         shared = (0..<sharedCount).map { _ in RawBuffer(bytes: maxFloats * 4) }
     }
-    func unique(_ c: Int, _ h: Int, _ w: Int) throws -> Mem { try Mem(dims: [batch, c, h, w], tag: dnnl_nhwc) }
+    func unique(_ c: Int, _ h: Int, _ w: Int) throws -> Mem {
+        try Mem(dims: [batch, c, h, w], tag: ActLayout.tag(channels: c, blocked: blocked))
+    }
     func view(_ i: Int, _ c: Int, _ h: Int, _ w: Int) throws -> Mem {
-        try Mem(dims: [batch, c, h, w], tag: dnnl_nhwc, buffer: shared[i])
+        try Mem(dims: [batch, c, h, w], tag: ActLayout.tag(channels: c, blocked: blocked), buffer: shared[i])
     }
 }
 
@@ -73,18 +76,21 @@ final class BlockPlan {
         hScale = try Mem(dims: [1], tag: dnnl_a)
         hScale.floats[0] = g.h
         shortcut = g.changesShape
-            ? ZeroPadShortcut(batch: n, cin: g.cin, cout: g.cout, stride: g.stride, inH: g.inH, inW: g.inW)
+            ? ZeroPadShortcut(batch: n, stride: g.stride,
+                              input: ActLayout(channels: g.cin, height: g.inH, width: g.inW, blocked: st.blocked),
+                              output: ActLayout(channels: g.cout, height: g.outH, width: g.outW, blocked: st.blocked))
             : nil
         switch mode {
         case .train:
             let a1 = try st.unique(g.cin, g.inH, g.inW)
             let z1 = try st.unique(g.cout, g.outH, g.outW)
             let a2 = try st.unique(g.cout, g.outH, g.outW)
-            // Backward scratch: da2 → 0, dz1 → 1, da1 → 0, dF → 1.
+            // Backward scratch: da2 → 0, dz1 → 1, da1 → 0, dF → 1 (or dx itself for a
+            // shape-changing block, which then adds the shortcut's share in place).
             let da2 = try st.view(0, g.cout, g.outH, g.outW)
             let dz1 = try st.view(1, g.cout, g.outH, g.outW)
             let da1 = try st.view(0, g.cin, g.inH, g.inW)
-            let dF = try st.view(1, g.cin, g.inH, g.inW)
+            let dF = g.changesShape ? dx! : try st.view(1, g.cin, g.inH, g.inW)
             self.dF = dF
             bn1 = try BatchNormReLU(state: params.bn1, x: x, y: a1, training: true, epsilon: epsilon,
                                     momentum: momentum, dx: dF, dy: da1)
@@ -164,9 +170,9 @@ final class BlockPlan {
         conv2.backward(); bn2!.backward(); conv1.backward(); bn1.backward()
         if let backAdd {
             backAdd.run()
-        } else if let shortcut, let dy, let dx, let dF {
+        } else if let shortcut, let dy, let dx {
             DNNLContext.shared.wait()
-            shortcut.backwardCombine(h: 1, dF: dF.floats, dS: dy.floats, into: dx.floats)
+            shortcut.backwardAccumulate(dS: dy.floats, into: dx.floats)
         }
         DNNLContext.shared.wait()
         params.conv2.scaleGrad(geo.h)
@@ -179,7 +185,7 @@ final class Plan {
     let mode: PlanMode
     let input: Mem            // user NCHW
     let x0: Mem               // stem input, NHWC
-    let inputReorder: BoundPrimitive
+    let inputReorder: BoundPrimitive?
     let stem: Conv3x3
     let blocks: [BlockPlan]
     let head: BatchNormReLU
@@ -201,10 +207,11 @@ final class Plan {
         let wStem = e.network.stem.shape[0]
         var maxFloats = n * wStem * h0 * w0
         for g in geos { maxFloats = max(maxFloats, n * g.cin * g.inH * g.inW, n * g.cout * g.outH * g.outW) }
-        let st = Storage(batch: n, maxFloats: maxFloats, sharedCount: training ? 4 : 5)
+        let st = Storage(batch: n, maxFloats: maxFloats, sharedCount: training ? 4 : 5, blocked: e.blocked)
         input = try Mem(dims: [n, c0, h0, w0], tag: dnnl_nchw)
-        x0 = try Mem(dims: [n, c0, h0, w0], tag: dnnl_nhwc)
-        inputReorder = try makeReorder(from: input, to: x0)
+        let x0tag = ActLayout.tag(channels: c0, blocked: e.blocked)
+        x0 = x0tag == dnnl_nchw ? input : try Mem(dims: [n, c0, h0, w0], tag: x0tag)
+        inputReorder = x0 === input ? nil : try makeReorder(from: input, to: x0)
         // Activations Y_0 … Y_L: own buffers in train mode; in eval two alternating buffers
         // (infer mode switches buffer only at shape-changing blocks: identity blocks work in place).
         // Gradients dY_k alternate between shared buffers 2 and 3 (dY_L in 2).
@@ -244,7 +251,7 @@ final class Plan {
         dTop = dys[L]
         head = try BatchNormReLU(state: e.headBN, x: ys[L], y: headOut, training: training, epsilon: eps,
                                  momentum: mom, dx: dTop, dy: dHead)
-        pool = GlobalAvgPool(batch: n, channels: cL, spatial: hL * wL)
+        pool = GlobalAvgPool(batch: n, layout: ActLayout(channels: cL, height: hL, width: wL, blocked: e.blocked))
         let k = e.network.numClasses
         fc = FullyConnected(batch: n, inputs: cL, outputs: k)
         pooled = [Float](repeating: 0, count: n * cL)

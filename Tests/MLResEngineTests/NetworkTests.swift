@@ -148,3 +148,36 @@ private func inputA() -> A { A([batch, 2, 6, 6], input().map(Double.init)) }
     #expect(relError(lesioned.map(Double.init), Ref.evalLogits(zeroH, inputA()).v) < 1e-5)
     #expect(relError(lesioned.map(Double.init), z.map(Double.init)) > 1e-4)
 }
+
+@Test func blockedLayoutMatchesReference() throws {
+    // Widths that are multiples of 16 run in oneDNN's blocked nChw16c layout (the tiny network
+    // above runs in NHWC): the 16 → 32 shortcut puts its input at channel 8, inside a block.
+    var net = Network.initialized(Architecture(blocks: [1, 2], widths: [16, 32], inputShape: [3, 4, 4], numClasses: 3),
+                                  seed: 5, h: 0.5)
+    net.stages[1].blocks[1].h = 0.75
+    var rng = SplitMix64(seed: 6)
+    for p in net.namedTensors.map(\.path) where p.contains("bn") {
+        var t = net.tensor(at: p)!
+        let (lo, hi) = p.hasSuffix("running_mean") || p.hasSuffix("bias") ? (-0.3, 0.3) : (0.5, 1.5)
+        for i in t.data.indices { t.data[i] = Float(rng.nextUniform(lo, hi)) }
+        net.setTensor(at: p, t)
+    }
+    let n = 2, labels = [2, 0]
+    let x = randomInput(count: n * 3 * 4 * 4, seed: 8)
+    let xa = A([n, 3, 4, 4], x.map(Double.init))
+    let ex = try NetworkExecutor(network: net, batchSize: n, threads: 1)
+    #expect(ex.blocked)
+    var seen: [BlockActivation] = []
+    let z = try ex.forward(x, count: n) { seen.append($0) }
+    #expect(relError(z.map(Double.init), Ref.evalLogits(net, xa).v) < 1e-5)
+    #expect(relError(try ex.forward(x, count: n).map(Double.init), Ref.evalLogits(net, xa).v) < 1e-5)
+    let s = Ref.shortcut(A(seen[1].input), cout: 32, stride: 2)
+    #expect(relError(seen[2].input, s + A(seen[1].residual)) < 1e-6)
+    let (loss, _) = try ex.computeGradients(input: x, labels: labels)
+    let ref = Ref.trainForwardBackward(net, xa, labels)
+    #expect(abs(loss - ref.loss) < 1e-5 * ref.loss)
+    for path in net.trainablePaths {
+        let e = relError(try ex.gradient(at: path), ref.grads[path]!)
+        #expect(e < 2e-4, "\(path): relative error \(e)")
+    }
+}
