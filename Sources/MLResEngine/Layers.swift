@@ -297,9 +297,18 @@ final class ScaledSum {
 
 /// Where element (n, c, h, w) of an activation lives: NHWC (`nhwc`), or oneDNN's blocked
 /// `nChw16c` (channels in blocks of 16, innermost) when every width is a multiple of 16.
+/// Both are separable: index = n·C·H·W + (h·W + w)·spatialStride + channelOffset[c].
 struct ActLayout {
     let channels: Int, height: Int, width: Int
     let blocked: Bool
+    let spatialStride: Int
+    let channelOffset: [Int]
+
+    init(channels: Int, height: Int, width: Int, blocked: Bool) {
+        self.channels = channels; self.height = height; self.width = width; self.blocked = blocked
+        spatialStride = blocked ? 16 : channels
+        channelOffset = (0..<channels).map { blocked ? ($0 >> 4) * height * width * 16 + ($0 & 15) : $0 }
+    }
 
     /// The oneDNN tag of an activation with `c` channels under this policy (`nchw` for a network
     /// input whose channel count is not a multiple of 16: the first conv reads it directly).
@@ -308,11 +317,9 @@ struct ActLayout {
     }
 
     @inline(__always) func index(_ n: Int, _ c: Int, _ h: Int, _ w: Int) -> Int {
-        blocked
-            ? (((n * (channels >> 4) + (c >> 4)) * height + h) * width + w) * 16 + (c & 15)
-            : ((n * height + h) * width + w) * channels + c
+        n * count + (h * width + w) * spatialStride + channelOffset[c]
     }
-    /// Channels c and c+1 are adjacent in memory unless c+1 starts a new block.
+    /// Elements per image.
     var count: Int { channels * height * width }
 }
 
@@ -327,33 +334,33 @@ struct ZeroPadShortcut {
     let input: ActLayout, output: ActLayout
     var offset: Int { (output.channels - input.channels) / 2 }
 
-    func forward(x: UnsafePointer<Float>, into s: UnsafeMutablePointer<Float>) {
-        s.update(repeating: 0, count: batch * output.count)
+    /// Calls body(inputIndex, outputIndex) for every input element the shortcut keeps.
+    @inline(__always) private func pairs(_ body: (Int, Int) -> Void) {
         let off = offset, cin = input.channels
-        for n in 0..<batch {
-            for i in 0..<output.height {
-                for j in 0..<output.width {
-                    for c in 0..<cin {
-                        s[output.index(n, c + off, i, j)] = x[input.index(n, c, i * stride, j * stride)]
+        input.channelOffset.withUnsafeBufferPointer { ic in
+            output.channelOffset.withUnsafeBufferPointer { oc in
+                for n in 0..<batch {
+                    for i in 0..<output.height {
+                        for j in 0..<output.width {
+                            let ib = n * input.count + (i * stride * input.width + j * stride) * input.spatialStride
+                            let ob = n * output.count + (i * output.width + j) * output.spatialStride
+                            for c in 0..<cin { body(ib + ic[c], ob + oc[c + off]) }
+                        }
                     }
                 }
             }
         }
     }
 
+    func forward(x: UnsafePointer<Float>, into s: UnsafeMutablePointer<Float>) {
+        s.update(repeating: 0, count: batch * output.count)
+        pairs { s[$1] = x[$0] }
+    }
+
     /// dx += Pᵀ(dS): adds the shortcut's share of the output gradient to the input gradient
     /// (which already holds the gradient through the residual branch).
     func backwardAccumulate(dS: UnsafePointer<Float>, into dx: UnsafeMutablePointer<Float>) {
-        let off = offset, cin = input.channels
-        for n in 0..<batch {
-            for i in 0..<output.height {
-                for j in 0..<output.width {
-                    for c in 0..<cin {
-                        dx[input.index(n, c, i * stride, j * stride)] += dS[output.index(n, c + off, i, j)]
-                    }
-                }
-            }
-        }
+        pairs { dx[$0] += dS[$1] }
     }
 }
 
@@ -366,25 +373,31 @@ struct GlobalAvgPool {
     let layout: ActLayout
 
     func forward(_ a: UnsafePointer<Float>, into p: UnsafeMutablePointer<Float>) {
-        let (C, H, W) = (layout.channels, layout.height, layout.width)
-        let inv = 1 / Float(H * W)
+        let (C, HW, S) = (layout.channels, layout.height * layout.width, layout.spatialStride)
+        let inv = 1 / Float(HW)
         p.update(repeating: 0, count: batch * C)
-        for n in 0..<batch {
-            for c in 0..<C {
-                var acc: Float = 0
-                for h in 0..<H { for w in 0..<W { acc += a[layout.index(n, c, h, w)] } }
-                p[n * C + c] = acc * inv
+        layout.channelOffset.withUnsafeBufferPointer { co in
+            for n in 0..<batch {
+                let out = p + n * C
+                for s in 0..<HW {
+                    let base = a + n * layout.count + s * S
+                    for c in 0..<C { out[c] += base[co[c]] }
+                }
+                for c in 0..<C { out[c] *= inv }
             }
         }
     }
 
     func backward(_ dp: UnsafePointer<Float>, into da: UnsafeMutablePointer<Float>) {
-        let (C, H, W) = (layout.channels, layout.height, layout.width)
-        let inv = 1 / Float(H * W)
-        for n in 0..<batch {
-            for c in 0..<C {
-                let g = dp[n * C + c] * inv
-                for h in 0..<H { for w in 0..<W { da[layout.index(n, c, h, w)] = g } }
+        let (C, HW, S) = (layout.channels, layout.height * layout.width, layout.spatialStride)
+        let inv = 1 / Float(HW)
+        layout.channelOffset.withUnsafeBufferPointer { co in
+            for n in 0..<batch {
+                let g = dp + n * C
+                for s in 0..<HW {
+                    let base = da + n * layout.count + s * S
+                    for c in 0..<C { base[co[c]] = g[c] * inv }
+                }
             }
         }
     }
