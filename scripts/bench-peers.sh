@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# Runs mlres and the peer frameworks (PyTorch channels_last, TensorFlow, ONNX Runtime) on the
+# paper's networks, alternating them, and prints images/s and the mlres/peer ratios.
+#
+#   scripts/bench-peers.sh [--rounds N] [--threads N] [--quick]
+#
+# Environment:
+#   MLRES_PEERS_VENV    venv with the peers (default ~/peers-venv; created if missing: ~7 GB)
+#   MLRES_PEERS_SCRIPT  the shared peer benchmark (default ../shared/bench/resnet_peers.py)
+#   MLRES_FRAMEWORKS_TRAIN / MLRES_FRAMEWORKS_INFER  peers per task (default torch-cl,tf / ort,torch-cl)
+# Measure on a quiet machine: a compile running beside it distorts everything (the peer script
+# waits for idle CPUs and flags disturbed cases; mlres cases are run right after it).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROUNDS=2; THREADS=2; QUICK=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --rounds) ROUNDS="$2"; shift 2 ;;
+    --threads) THREADS="$2"; shift 2 ;;
+    --quick) QUICK=1; shift ;;
+    *) echo "bench-peers.sh: unknown argument '$1' (use --rounds N, --threads N, --quick)" >&2; exit 2 ;;
+  esac
+done
+VENV="${MLRES_PEERS_VENV:-$HOME/peers-venv}"
+PEERS="${MLRES_PEERS_SCRIPT:-../shared/bench/resnet_peers.py}"
+FW_TRAIN="${MLRES_FRAMEWORKS_TRAIN:-torch-cl,tf}"
+FW_INFER="${MLRES_FRAMEWORKS_INFER:-ort,torch-cl}"
+if [ ! -f "$PEERS" ]; then
+  echo "bench-peers.sh: peer benchmark not found at $PEERS (set MLRES_PEERS_SCRIPT)" >&2; exit 2
+fi
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "# creating $VENV (PyTorch, ONNX Runtime, TensorFlow; a few minutes)" >&2
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install --upgrade pip >/dev/null
+  "$VENV/bin/pip" install torch torchvision onnxruntime onnx onnxscript h5py tensorflow-cpu >/dev/null
+fi
+swift build -c release --product mlres-train >/dev/null
+MLRES=.build/release/mlres-train
+OUT="$(mktemp -d /tmp/mlres-bench-peers.XXXXXX)"
+echo "# results in $OUT; threads $THREADS; rounds $ROUNDS; $(date -u +%FT%TZ)"
+
+# name blocks widths
+MODELS="resnet14:2-2-2:16,32,64 resnet50:8-8-8:16,32,64 wresnet14:2-2-2:32,64,128"
+# task mode batch steps
+TASKS="train:train:100:20 infer100:infer:100:30 infer1:infer:1:400"
+[ "$QUICK" = 1 ] && MODELS="resnet14:2-2-2:16,32,64" && TASKS="train:train:100:10 infer100:infer:100:10 infer1:infer:1:200"
+
+for r in $(seq 1 "$ROUNDS"); do
+  for m in $MODELS; do
+    IFS=: read -r name blocks widths <<<"$m"
+    for t in $TASKS; do
+      IFS=: read -r task mode batch steps <<<"$t"
+      [ "$name" = wresnet14 ] && [ "$task" != train ] && continue
+      fw="$FW_TRAIN"; [ "$mode" = infer ] && fw="$FW_INFER"
+      "$VENV/bin/python" "$PEERS" --models "$name" --tasks "$task" --frameworks "$fw" \
+        --threads "$THREADS" --out "$OUT/peers-$name-$task-$r.json" >/dev/null 2>&1 || \
+        echo "# peers $name $task round $r failed (see $OUT)" >&2
+      "$MLRES" bench --blocks "$blocks" --widths "$widths" --batch "$batch" --mode "$mode" \
+        --steps "$steps" --threads "$THREADS" --json > "$OUT/mlres-$name-$task-$r.json"
+      echo "# round $r $name $task: mlres $(cat "$OUT/mlres-$name-$task-$r.json")"
+    done
+  done
+done
+
+"$VENV/bin/python" - "$OUT" <<'PY'
+import glob, json, os, sys
+out = sys.argv[1]
+best = {}   # (model, task, framework) -> (images/s, peak MB, contended)
+for f in glob.glob(os.path.join(out, "mlres-*.json")):
+    _, model, task, _ = os.path.basename(f)[:-5].split("-")
+    d = json.load(open(f))
+    k = (model, task, "mlres")
+    if k not in best or d["images_per_s"] > best[k][0]:
+        best[k] = (d["images_per_s"], d["peak_rss_mb"], False)
+for f in glob.glob(os.path.join(out, "peers-*.json")):
+    for row in json.load(open(f)).get("results", []):
+        if "images_per_s" not in row:
+            continue
+        k = (row["model"], row["task"], row["framework"])
+        if k not in best or row["images_per_s"] > best[k][0]:
+            best[k] = (row["images_per_s"], row["peak_rss_mb"], row.get("contended", False))
+cases = sorted({(m, t) for m, t, _ in best})
+print("| task | model | mlres img/s (peak MB) | peers img/s (peak MB) | mlres / fastest peer |")
+print("|---|---|---|---|---|")
+for m, t in cases:
+    mine = best.get((m, t, "mlres"))
+    peers = {fw: v for (mm, tt, fw), v in best.items() if mm == m and tt == t and fw != "mlres"}
+    ptxt = ", ".join(f"{fw} {v[0]:.0f} ({v[1]:.0f}){' CONTENDED' if v[2] else ''}" for fw, v in sorted(peers.items()))
+    fastest = max((v[0] for v in peers.values()), default=None)
+    ratio = f"{mine[0] / fastest:.2f}x" if mine and fastest else "n/a"
+    print(f"| {t} | {m} | {mine[0]:.0f} ({mine[1]:.0f}) | {ptxt} | {ratio} |" if mine else f"| {t} | {m} | n/a | {ptxt} | n/a |")
+PY
