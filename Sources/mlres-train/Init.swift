@@ -1,6 +1,67 @@
 import ArgumentParser
+import Foundation
+import MLResHDF5
+import MLResModel
 
+/// `mlres-train init`: a freshly initialised network (He-normal convs, BN 1/0 with running
+/// statistics 0/1, fc as PyTorch's default, every h = 1) written as a format v1 checkpoint
+/// whose lineage starts with one "init" event. The same seed gives the same tensors.
 struct Init: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Write a freshly initialised network checkpoint.")
-    func run() throws { throw ValidationError("init: not built yet") }
+
+    @Option(help: "Blocks per stage, e.g. 2-2-2 (ResNet-14) or 5-5-5 (ResNet-32).")
+    var blocks: String = "2-2-2"
+    @Option(help: "Stage widths, e.g. 16,32,64 (ResNet) or 32,64,128 (Wide ResNet).")
+    var widths: String = "16,32,64"
+    @Option(help: "Number of classes.")
+    var classes: Int = 10
+    @Option(help: "Input shape C,H,W.")
+    var inputShape: String = "3,32,32"
+    @Option(help: "Random seed of the initialisation.")
+    var seed: UInt64 = 0
+    @Option(help: "Step size h of every block.")
+    var h: Double = 1
+    @Option(name: [.short, .customLong("output")], help: "Checkpoint file to write.")
+    var output: String
+    @Flag(help: "Replace the output file if it exists (atomically).")
+    var force = false
+    @Flag(help: "Compress tensors with shuffle+deflate.")
+    var compress = false
+
+    static func parseList(_ text: String, separator: Character, flag: String) throws -> [Int] {
+        let parts = text.split(separator: separator, omittingEmptySubsequences: false)
+        let values = parts.compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+        guard !parts.isEmpty, values.count == parts.count else {
+            throw ValidationError("\(flag) \"\(text)\" is not a list of integers separated by '\(separator)'")
+        }
+        return values
+    }
+
+    func run() throws {
+        let arch = Architecture(blocks: try Self.parseList(blocks, separator: "-", flag: "--blocks"),
+                                widths: try Self.parseList(widths, separator: ",", flag: "--widths"),
+                                inputShape: try Self.parseList(inputShape, separator: ",", flag: "--input-shape"),
+                                numClasses: classes)
+        if let e = arch.validationError() { throw ValidationError(e) }
+        guard h.isFinite && h >= 0 else { throw ValidationError("--h must be a finite number >= 0 (got \(h))") }
+        if !force && FileManager.default.fileExists(atPath: output) {
+            FileHandle.standardError.write(Data("error: \(output): already exists (pass --force to replace it)\n".utf8))
+            throw ExitCode.failure
+        }
+        let args: [String: JSONValue] = [
+            "blocks": .array(arch.blocks.map { .int($0) }), "widths": .array(arch.widths.map { .int($0) }),
+            "classes": .int(arch.numClasses), "input_shape": .array(arch.inputShape.map { .int($0) }),
+            "seed": .int(Int(truncatingIfNeeded: seed)), "h": .double(h), "compress": .bool(compress),
+        ]
+        let ckpt = Checkpoint(network: Network.initialized(arch, seed: seed, h: h),
+                              lineage: [LineageEvent(op: "init", args: args)])
+        do {
+            try CheckpointIO.write(ckpt, to: output, options: .init(compress: compress, overwrite: force))
+        } catch let e as CheckpointError {
+            FileHandle.standardError.write(Data("error: \(e)\n".utf8))
+            throw ExitCode.failure
+        }
+        print("wrote \(output): \(arch.blocks.map(String.init).joined(separator: "-")) blocks, widths " +
+              "\(arch.widths.map(String.init).joined(separator: ",")), \(arch.parameterCount) parameters")
+    }
 }

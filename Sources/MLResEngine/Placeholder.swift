@@ -1,1 +1,0 @@
-// MLResEngine: see the issue that builds it.

@@ -1,0 +1,150 @@
+// The engine (float32, oneDNN) against the float64 reference and finite differences on the
+// tiny network; running statistics, SGD, optimizer state, eval logits, block hooks, lesions.
+import Foundation
+import Testing
+import MLResModel
+@testable import MLResEngine
+
+private let batch = 4
+private let labels = [0, 2, 1, 2]
+private func input() -> [Float] { randomInput(count: batch * 2 * 6 * 6, seed: 42) }
+private func inputA() -> A { A([batch, 2, 6, 6], input().map(Double.init)) }
+
+@Test func engineGradientsMatchFloat64Reference() throws {
+    let net = tinyNetwork()
+    let ex = try NetworkExecutor(network: net, batchSize: batch, threads: 1)
+    let (loss, correct) = try ex.computeGradients(input: input(), labels: labels)
+    let ref = Ref.trainForwardBackward(net, inputA(), labels)
+    #expect(abs(loss - ref.loss) < 1e-5 * max(1, abs(ref.loss)))
+    #expect((0...batch).contains(correct))
+    #expect(ref.grads.count == net.trainablePaths.count)
+    for path in net.trainablePaths {
+        let g = try ex.gradient(at: path)
+        let e = relError(g, ref.grads[path]!)
+        #expect(e < 2e-4, "\(path): relative error \(e)")
+    }
+}
+
+@Test func engineGradientsMatchFiniteDifferences() throws {
+    // Central differences (step 1e-6, in float64) of the reference loss, a few coordinates of
+    // every tensor, against the engine's float32 gradients.
+    let net = tinyNetwork()
+    let ex = try NetworkExecutor(network: net, batchSize: batch, threads: 1)
+    _ = try ex.computeGradients(input: input(), labels: labels)
+    let x = inputA()
+    for path in net.trainablePaths {
+        let t = net.tensor(at: path)!
+        let g = try ex.gradient(at: path)
+        let scale = g.data.map { abs(Double($0)) }.max()! + 1e-4
+        for i in Set([0, t.count / 2, t.count - 1, (7 * t.count) / 9]) {
+            let d = 1e-6
+            let fd = (Ref.trainLoss(net, x, labels, perturb: (path, i, d))
+                - Ref.trainLoss(net, x, labels, perturb: (path, i, -d))) / (2 * d)
+            let err = abs(Double(g.data[i]) - fd) / scale
+            #expect(err < 1e-3, "\(path)[\(i)]: engine \(g.data[i]) vs finite difference \(fd)")
+        }
+    }
+}
+
+@Test func evalLogitsMatchReference() throws {
+    let net = tinyNetwork()
+    let ex = try NetworkExecutor(network: net, batchSize: batch, threads: 1)
+    let z = try ex.forward(input(), count: batch)
+    let ref = Ref.evalLogits(net, inputA())
+    #expect(relError(z.map(Double.init), ref.v) < 1e-5)
+    // Another batch size gets its own plan; the first image alone gives the same row.
+    let one = try ex.forward(Array(input()[0..<72]), count: 1)
+    #expect(relError(one.map(Double.init), Array(ref.v[0..<3])) < 1e-5)
+}
+
+@Test func runningStatisticsFollowPyTorchConvention() throws {
+    let net = tinyNetwork()
+    let ex = try NetworkExecutor(network: net, batchSize: batch, threads: 1)
+    _ = try ex.computeGradients(input: input(), labels: labels)
+    let out = try ex.exportNetwork()
+    let ref = Ref.trainForwardBackward(net, inputA(), labels)
+    let m = net.bnMomentum
+    func check(_ before: BatchNorm, _ after: BatchNorm, _ key: String) {
+        let (mean, variance, count) = ref.stats[key]!
+        let unbiased = Double(count) / Double(count - 1)
+        let em = before.runningMean.data.indices.map { (1 - m) * Double(before.runningMean.data[$0]) + m * mean[$0] }
+        let ev = before.runningVar.data.indices.map {
+            (1 - m) * Double(before.runningVar.data[$0]) + m * variance[$0] * unbiased
+        }
+        #expect(relError(after.runningMean.data.map(Double.init), em) < 1e-5, "\(key) running_mean")
+        #expect(relError(after.runningVar.data.map(Double.init), ev) < 1e-5, "\(key) running_var")
+        #expect(after.weight == before.weight && after.bias == before.bias)
+    }
+    for (s, stage) in net.stages.enumerated() {
+        for b in stage.blocks.indices {
+            check(stage.blocks[b].bn1, out.stages[s].blocks[b].bn1, "model/stages/\(s)/blocks/\(b)/bn1")
+            check(stage.blocks[b].bn2, out.stages[s].blocks[b].bn2, "model/stages/\(s)/blocks/\(b)/bn2")
+        }
+    }
+    check(net.headBN, out.headBN, "model/head/bn")
+    #expect(out.stem == net.stem && out.fcWeight == net.fcWeight)   // no step taken
+}
+
+@Test func sgdStepMatchesHandComputation() throws {
+    let net = tinyNetwork()
+    // Gradients of this batch at these weights.
+    let a = try NetworkExecutor(network: net, batchSize: batch, threads: 1)
+    _ = try a.computeGradients(input: input(), labels: labels)
+    // A second executor with non-zero momentum buffers takes one step.
+    let b = try NetworkExecutor(network: net, batchSize: batch, threads: 1)
+    var state = OptimizerState(momentum: 0.9, weightDecay: 2e-4)
+    for (i, p) in net.trainablePaths.enumerated() {
+        state.buffers[p] = randomTensor(net.tensor(at: p)!.shape, seed: UInt64(100 + i), scale: 0.01)
+    }
+    try b.importOptimizerState(state)
+    let lr: Float = 0.05
+    _ = try b.trainStep(input: input(), labels: labels, lr: lr)
+    let after = try b.exportNetwork()
+    let opt = try b.exportOptimizerState()
+    for p in net.trainablePaths {
+        let w = net.tensor(at: p)!.data, g = try a.gradient(at: p).data, v0 = state.buffers[p]!.data
+        let v1 = w.indices.map { Double(0.9 * v0[$0]) + Double(g[$0]) + 2e-4 * Double(w[$0]) }
+        let w1 = w.indices.map { Double(w[$0]) - Double(lr) * v1[$0] }
+        #expect(relError(opt.buffers[p]!.data.map(Double.init), v1) < 1e-5, "\(p) momentum")
+        #expect(relError(after.tensor(at: p)!.data.map(Double.init), w1) < 1e-6, "\(p) weight")
+    }
+    #expect(opt.momentum == 0.9 && abs(opt.weightDecay - 2e-4) < 1e-12)
+}
+
+@Test func exportImportRoundTrip() throws {
+    let net = tinyNetwork()
+    let ex = try NetworkExecutor(network: net, batchSize: batch, threads: 1)
+    #expect(try ex.exportNetwork() == net)
+    let other = tinyNetwork(seed: 99)
+    try ex.load(other)
+    #expect(try ex.exportNetwork() == other)
+    let z = try ex.forward(input(), count: batch)
+    #expect(relError(z.map(Double.init), Ref.evalLogits(other, inputA()).v) < 1e-5)
+    var wrong = OptimizerState()
+    wrong.buffers = [:]
+    #expect(throws: EngineError.self) { try ex.importOptimizerState(wrong) }
+    #expect(throws: EngineError.self) { try ex.computeGradients(input: input(), labels: [0, 1, 2, 3]) }
+    #expect(throws: EngineError.self) { try ex.forward([1, 2, 3], count: 1) }
+}
+
+@Test func blockHooksAndLesions() throws {
+    let net = tinyNetwork()
+    let ex = try NetworkExecutor(network: net, batchSize: batch, threads: 1)
+    var seen: [BlockActivation] = []
+    let z = try ex.forward(input(), count: batch) { seen.append($0) }
+    #expect(seen.map(\.id.description) == ["0.0", "1.0", "1.1"])
+    // Y_{j+1} = P(Y_j) + h·F(Y_j): the next block's input is the sum of what this one reports.
+    for j in 0..<(seen.count - 1) {
+        let blk = net.block(seen[j].id)!
+        let x = A(seen[j].input)
+        let p = blk.changesShape ? Ref.shortcut(x, cout: blk.outChannels, stride: blk.stride) : x
+        #expect(relError(seen[j + 1].input, p + A(seen[j].residual)) < 1e-6)
+    }
+    #expect(relError(z.map(Double.init), Ref.evalLogits(net, inputA()).v) < 1e-5)
+    // Lesion of block 1.1 = the network with h = 0 there.
+    let lesioned = try ex.forward(input(), count: batch, skipping: [BlockID(stage: 1, block: 1)])
+    var zeroH = net
+    zeroH.stages[1].blocks[1].h = 0
+    #expect(relError(lesioned.map(Double.init), Ref.evalLogits(zeroH, inputA()).v) < 1e-5)
+    #expect(relError(lesioned.map(Double.init), z.map(Double.init)) > 1e-4)
+}
