@@ -138,6 +138,15 @@ public final class Trainer {
             throw TrainError("--out \(out) already holds a run (\(last)); continue it with --resume \(last), choose another --out, or pass --force to start over")
         }
 
+        if request.resume == nil && request.force {
+            // Starting over: the old run's metrics and cycle snapshots would mislead.
+            let fm = FileManager.default
+            for f in (try? fm.contentsOfDirectory(atPath: out)) ?? []
+            where f == "metrics.jsonl" || (f.hasPrefix("cycle-") && f.hasSuffix(".h5")) {
+                try? fm.removeItem(atPath: (out as NSString).appendingPathComponent(f))
+            }
+        }
+
         // 4. The starting state.
         var network: Network
         var optimizer: OptimizerState?
