@@ -45,7 +45,9 @@ public final class Trainer {
 
     private var executor: NetworkExecutor
     private let loader: TrainingLoader
-    private let evalBatches: [Batch]
+    private let evalSource: EvalBatches
+    /// The standardised test batches, kept when they fit in 256 MB (else made per evaluation).
+    private let evalCache: [Batch]?
     private var lineage: [LineageEvent]
     private var history: [String: [Double]]
     /// The step count ends a cycle whose transition (interpolation) has not been done yet.
@@ -228,7 +230,8 @@ public final class Trainer {
                                     standardizer: standardizer, seed: cfg.seed, dropLast: true, prefetch: true)
         if let s = loaderState { try loader.restore(s) }
         let eb = try EvalBatches(dataset: testSet, batchSize: max(cfg.batchSize, 100), standardizer: standardizer)
-        evalBatches = (0 ..< eb.count).map { eb.batch($0) }
+        evalSource = eb
+        evalCache = testSet.count * testSet.imageSize <= 64 << 20 ? (0 ..< eb.count).map { eb.batch($0) } : nil
         reporter = try ProgressReporter(format: cfg.logFormat, logEvery: cfg.logEvery,
                                         metricsPath: (out as NSString).appendingPathComponent("metrics.jsonl"),
                                         quiet: quiet)
@@ -374,7 +377,8 @@ public final class Trainer {
     private func evaluate() throws -> (loss: Double, error: Double) {
         var lossSum = 0.0, wrong = 0, n = 0
         let k = executor.network.numClasses
-        for b in evalBatches {
+        for bi in 0 ..< evalSource.count {
+            let b = evalCache?[bi] ?? evalSource.batch(bi)
             let z = try executor.forward(b.images, count: b.count)
             for i in 0 ..< b.count {
                 let row = z[(i * k) ..< ((i + 1) * k)]
