@@ -160,6 +160,37 @@ struct TrainerTests {
         let again = try CheckpointIO.read(path: dir2 + "/last.h5")
         #expect(F.differingPaths(last, again).isEmpty)
         #expect(again.training?.history["blocks"] == [2, 2, 4])
+
+        // `mlres-surgery interpolate` on cycle-0.h5 + resume (a new cycle at the same step)
+        // trains to the same tensors: the in-run interpolation is the surgery operation.
+        let dir3 = try F.scratch()
+        let (cut, _) = try Surgery.interpolate(c0, parentSHA256: sha)
+        try CheckpointIO.write(cut, to: dir3 + "/surgery.h5")
+        let t3 = try Trainer(F.resume(dir3 + "/surgery.h5"), quiet: true)
+        #expect(t3.plan.starts == [0, 6])
+        _ = try t3.run()
+        #expect(F.differingPaths(last, try CheckpointIO.read(path: dir3 + "/last.h5")).isEmpty)
+    }
+
+    @Test("--reset-momentum: the in-run interpolation zeroes momentum, like surgery --reset-optimizer")
+    func resetMomentumInRun() throws {
+        let dir = try F.scratch()
+        var r = F.request(out: dir, epochs: 3, interpolateAt: "2"); r.resetMomentum = true
+        _ = try Trainer(r, quiet: true).run()
+        let last = try CheckpointIO.read(path: dir + "/last.h5")
+        let c0 = try CheckpointIO.read(path: dir + "/cycle-0.h5")
+        #expect(last.lineage[2].args["reset_optimizer"] == .bool(true))
+        let dir2 = try F.scratch()
+        let (cut, _) = try Surgery.interpolate(c0, resetOptimizer: true)
+        #expect(cut.optimizer == nil)
+        try CheckpointIO.write(cut, to: dir2 + "/surgery.h5")
+        _ = try Trainer(F.resume(dir2 + "/surgery.h5"), quiet: true).run()
+        let viaSurgery = try CheckpointIO.read(path: dir2 + "/last.h5")
+        #expect(F.differingPaths(last, viaSurgery).isEmpty)
+        // ... and differs from the mapped-momentum run.
+        let dir3 = try F.scratch()
+        _ = try Trainer(F.request(out: dir3, epochs: 3, interpolateAt: "2"), quiet: true).run()
+        #expect(!F.differingPaths(last, try CheckpointIO.read(path: dir3 + "/last.h5")).isEmpty)
     }
 
     @Test("Exact resume: 4 epochs straight = stop mid-epoch 2 (SIGTERM-style) + resume, every tensor bit for bit")
