@@ -5,5 +5,7 @@ struct MLResTrain: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "mlres-train",
         abstract: "Multi-level training of residual networks (Chang et al., ICLR 2018).",
-        subcommands: [Init.self, Bench.self])
+        discussion: "Without a subcommand, `mlres-train --dataset ...` runs `train`.",
+        subcommands: [Train.self, Init.self, Bench.self],
+        defaultSubcommand: Train.self)
 }
