@@ -41,6 +41,8 @@ def load_json(path, required):
         raise InputError(f"{path}: cannot read: {e.strerror}")
     except json.JSONDecodeError as e:
         raise InputError(f"{path}: not JSON ({e.msg} at line {e.lineno})")
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not JSON (not UTF-8 text)")
     if not isinstance(doc, dict):
         raise InputError(f"{path}: expected a JSON object")
     missing = [k for k in required if k not in doc]
@@ -197,7 +199,11 @@ def read_metrics(path):
     except OSError as e:
         raise InputError(f"{path}: cannot read: {e.strerror}")
     with f:
-        for n, line in enumerate(f, 1):
+        try:
+            lines = f.readlines()
+        except UnicodeDecodeError:
+            raise InputError(f"{path}: not a metrics.jsonl (not UTF-8 text)")
+        for n, line in enumerate(lines, 1):
             if not line.strip():
                 continue
             try:

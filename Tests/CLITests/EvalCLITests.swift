@@ -281,3 +281,77 @@ func cliEvalErrors() throws {
     #expect(try eval("score", rgb, rgb, "--dataset", "fashion-mnist", "--save-logits", dir + "/y.npy").status == 64)
     #expect(try eval("score", rgb, "--dataset", "mnist").status == 64)
 }
+
+/// True when `python3` can import matplotlib (scripts/requirements.txt).
+private let hasMatplotlib: Bool = {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    p.arguments = ["python3", "-c", "import matplotlib"]
+    p.standardOutput = FileHandle.nullDevice
+    p.standardError = FileHandle.nullDevice
+    guard (try? p.run()) != nil else { return false }
+    p.waitUntilExit()
+    return p.terminationStatus == 0
+}()
+
+private func isPNG(_ path: String) -> Bool {
+    guard let d = FileManager.default.contents(atPath: path), d.count > 8 else { return false }
+    return [UInt8](d.prefix(8)) == [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]
+}
+
+@Test("CLI eval: scripts/lesion-study.sh and plot.py turn the JSON outputs into PNGs; bad input exits 2",
+      .enabled(if: hasMatplotlib, "python3 with matplotlib (scripts/requirements.txt)"))
+func cliLesionStudyAndPlots() throws {
+    let dir = try scratch()
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let a = dir + "/a.h5", z = dir + "/z.h5"
+    try writeNet(a)
+    try writeNet(z, hs: [[0.5, 0], [0], [0.7, 0.3]])
+    let study = dir + "/study"
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: "/bin/bash")
+    p.arguments = [packageRoot.appendingPathComponent("scripts/lesion-study.sh").path, a, "fashion-mnist", study,
+                   "--data-dir", fashion]
+    var env = ProcessInfo.processInfo.environment
+    env["MLRES_EVAL"] = binDir().appendingPathComponent("mlres-eval").path
+    env["SEEDS"] = "2"; env["KS"] = "1,2"
+    p.environment = env
+    p.standardOutput = FileHandle.nullDevice
+    p.standardError = FileHandle.nullDevice
+    try p.run()
+    p.waitUntilExit()
+    #expect(p.terminationStatus == 0)
+    for f in ["lesion-single.json", "lesion-shuffle.json", "lesion-drop-k.json", "norms.json"] {
+        #expect(FileManager.default.fileExists(atPath: study + "/" + f), "\(f)")
+    }
+    #expect(isPNG(study + "/lesion.png") && isPNG(study + "/norms.png"))
+
+    let zn = dir + "/zn.json"
+    let nr = try eval("norms", z, "--dataset", "fashion-mnist", "--data-dir", fashion, "--json")
+    try Data(nr.stdout.utf8).write(to: URL(fileURLWithPath: zn))
+    let metrics = dir + "/metrics.jsonl"
+    let lines = (1...4).map { e in
+        "{\"type\":\"epoch\",\"epoch\":\(e),\"lr\":0.1,\"train_loss\":\(1.0 / Double(e)),\"train_error\":0.5,\"test_loss\":1,"
+            + "\"test_error\":0.6,\"blocks\":\(e < 3 ? 6 : 12),\"wall_seconds\":1}"
+    }
+    try Data((lines.joined(separator: "\n") + "\n").utf8).write(to: URL(fileURLWithPath: metrics))
+    let plot = packageRoot.appendingPathComponent("scripts/plot.py").path
+    func py(_ args: [String]) throws -> Int32 {
+        let q = Process()
+        q.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        q.arguments = ["python3", plot] + args
+        q.standardOutput = FileHandle.nullDevice
+        q.standardError = FileHandle.nullDevice
+        try q.run()
+        q.waitUntilExit()
+        return q.terminationStatus
+    }
+    #expect(try py(["gamma", study + "/norms.json", zn, "-o", dir + "/gamma.png"]) == 0)
+    #expect(try py(["f-vs-t", study + "/norms.json", zn, "-o", dir + "/f.png"]) == 0)
+    #expect(try py(["curves", metrics, "-o", dir + "/curves.png"]) == 0)
+    #expect(isPNG(dir + "/gamma.png") && isPNG(dir + "/f.png") && isPNG(dir + "/curves.png"))
+    // A lesion file given as norms, and a non-JSON file: exit 2, no PNG.
+    #expect(try py(["norms", study + "/lesion-single.json", "-o", dir + "/bad.png"]) == 2)
+    #expect(try py(["curves", a, "-o", dir + "/bad2.png"]) == 2)
+    #expect(!FileManager.default.fileExists(atPath: dir + "/bad.png") && !FileManager.default.fileExists(atPath: dir + "/bad2.png"))
+}
