@@ -130,9 +130,10 @@ private func reference(_ net: Network, _ ds: Dataset) -> (logits: D, correct: In
         #expect(rows.map(\.block) == ["0.0", "0.1", "1.0", "2.0", "2.1"])
         #expect(rows.map(\.tStage) == [0, 0.5, 0, 0, 0.7])
         #expect(relClose(gamma, rows.map(\.gNorm).reduce(0, +) / 5, 1e-12))
-        // The probe (h = 1 and skipped for h = 0 blocks) computes the same function as the net.
+        // The probe (h = 1 and skipped for h = 0 blocks) computes the same function as the net
+        // (up to float32 rounding: the engine may fuse layers differently when it observes).
         let plain = try evaluator.evaluate(net)
-        #expect(ev.correct == plain.correct && ev.meanLoss == plain.meanLoss)
+        #expect(ev.correct == plain.correct && relClose(ev.meanLoss, plain.meanLoss, 1e-5))
     }
 }
 
