@@ -55,6 +55,8 @@ let package = Package(
                     dependencies: ["MLResModel", "MLResEngine", "MLResHDF5"]),
         .testTarget(name: "MLResTrainingTests",
                     dependencies: ["MLResModel", "MLResTraining", "MLResHDF5", "MLResEngine"]),
+        .testTarget(name: "MLResAnalysisTests",
+                    dependencies: ["MLResAnalysis", "MLResModel", "MLResHDF5", "MLResEngine", "MLResTraining"]),
         .testTarget(name: "CLITests", dependencies: ["MLResModel", "MLResHDF5"]),
     ],
     swiftLanguageModes: [.v5]

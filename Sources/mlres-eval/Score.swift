@@ -1,6 +1,159 @@
 import ArgumentParser
+import Foundation
+import MLResAnalysis
+import MLResHDF5
+import MLResModel
+import MLResTraining
+
+// Shared plumbing of score, norms and lesion. Exit codes: 0 success, 2 a checkpoint or the
+// dataset could not be read, does not fit, or an output could not be written; 64 bad flags.
+
+/// Exit status for unreadable/unfit inputs and unwritable outputs.
+let evalErrorExit: Int32 = 2
+
+/// Prints `error: <message>` to standard error and returns the exit code to throw.
+func evalFailure(_ message: String) -> ExitCode {
+    FileHandle.standardError.write(Data("error: \(message)\n".utf8))
+    return ExitCode(evalErrorExit)
+}
+
+/// The test-set flags every analysis takes.
+struct TestSetOptions: ParsableArguments {
+    @Option(help: "Dataset: cifar10, cifar100, stl10 or fashion-mnist.")
+    var dataset: String
+
+    @Option(name: .customLong("data-dir"),
+            help: ArgumentHelp("Folder with the official files (fashion-mnist default: the Debian package's).",
+                               valueName: "DIR"))
+    var dataDir: String?
+
+    @Option(name: .customLong("test-subset"), help: ArgumentHelp("Use only the first N test images.", valueName: "N"))
+    var testSubset: Int?
+
+    @Option(help: "Inference batch size.")
+    var batch: Int = 100
+
+    @Option(help: "oneDNN threads (default: all cores).")
+    var threads: Int?
+
+    func validate() throws {
+        guard DatasetKind(flag: dataset) != nil else {
+            throw ValidationError("--dataset \(dataset): unknown, expected one of "
+                + DatasetKind.allCases.map(\.rawValue).joined(separator: ", "))
+        }
+        if batch <= 0 { throw ValidationError("--batch must be positive (got \(batch))") }
+        if let t = threads, t <= 0 { throw ValidationError("--threads must be positive (got \(t))") }
+        if let n = testSubset, n <= 0 { throw ValidationError("--test-subset must be positive (got \(n))") }
+    }
+
+    var kind: DatasetKind { DatasetKind(flag: dataset)! }
+
+    /// The test split, read and validated once.
+    func loadTestSet() throws -> (Dataset, directory: String) {
+        let sel = DatasetSelection(kind: kind, dataDirectory: dataDir, testSubset: testSubset)
+        do {
+            return (try sel.load(.test), try sel.resolvedDirectory())
+        } catch {
+            throw evalFailure("\(error)")
+        }
+    }
+
+    func evaluator(_ ds: Dataset) throws -> Evaluator {
+        do { return try Evaluator(dataset: ds, batchSize: batch, threads: threads) }
+        catch { throw evalFailure("\(error)") }
+    }
+}
+
+/// Reads a checkpoint and the SHA-256 of its bytes; failures become `error: FILE: ...`, exit 2.
+func loadCheckpoint(_ path: String) throws -> (Checkpoint, sha256: String) {
+    var isDir: ObjCBool = false
+    guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else { throw evalFailure("\(path): no such file") }
+    if isDir.boolValue { throw evalFailure("\(path): is a directory, not a checkpoint file") }
+    do {
+        let c = try CheckpointIO.read(path: path)
+        return (c, try SHA256Digest.hex(fileAt: path))
+    } catch let e as CheckpointError {
+        throw evalFailure(e.description)
+    } catch {
+        throw evalFailure("\(path): \(error)")
+    }
+}
+
+/// Runs an analysis step, turning its errors into `error: ...`, exit 2.
+func checked<T>(_ body: () throws -> T) throws -> T {
+    do { return try body() } catch let e as ExitCode { throw e } catch { throw evalFailure("\(error)") }
+}
+
+func percent(_ x: Double) -> String { String(format: "%.2f%%", 100 * x) }
 
 struct Score: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Score checkpoints on a test set.")
-    func run() throws { throw ValidationError("score: not built yet") }
+    static let configuration = CommandConfiguration(
+        abstract: "Score checkpoints on a test set (error, loss, per-class accuracy, confusion, images/s).",
+        discussion: """
+        The test set is read once; each checkpoint's inputs are the pixels scaled to [0,1] and \
+        standardised with that checkpoint's input_mean/input_std, then run through the engine in \
+        eval mode (BN running statistics), batch by batch. Each result carries the file's sha256 \
+        and a lineage summary. The checkpoint's input shape and class count must match the dataset. \
+        images/s is timed after one untimed warm-up batch.
+        Exit status: 0 scored, 2 unreadable or unfit checkpoint/dataset or unwritable output, 64 bad flags.
+        """)
+
+    @Argument(help: ArgumentHelp("Checkpoints to score.", valueName: "CKPT"))
+    var checkpoints: [String]
+
+    @OptionGroup var data: TestSetOptions
+
+    @Flag(help: "Print JSON (one object per checkpoint under \"results\").")
+    var json = false
+
+    @Flag(help: "Print CSV, one row per checkpoint.")
+    var csv = false
+
+    @Option(name: .customLong("save-logits"),
+            help: ArgumentHelp("Write the N×K float32 logits, in test-set order, as a .npy file (one checkpoint only).",
+                               valueName: "OUT.npy"))
+    var saveLogits: String?
+
+    func validate() throws {
+        if checkpoints.isEmpty { throw ValidationError("give at least one checkpoint") }
+        if json && csv { throw ValidationError("--json and --csv cannot be combined") }
+        if saveLogits != nil && checkpoints.count != 1 {
+            throw ValidationError("--save-logits takes exactly one checkpoint (got \(checkpoints.count))")
+        }
+    }
+
+    func run() throws {
+        // Read every checkpoint first: a bad file stops the run before any scoring.
+        let loaded = try checkpoints.map { try loadCheckpoint($0) }
+        let (ds, dir) = try data.loadTestSet()
+        let evaluator = try data.evaluator(ds)
+        for (path, (c, _)) in zip(checkpoints, loaded) {
+            if let m = evaluator.mismatch(c.network, name: path) { throw evalFailure(m + " (--dataset \(data.dataset))") }
+        }
+        if csv { print(ScoreReport.csvHeader) }
+        var reports: [ScoreReport] = []
+        for (path, (c, sha)) in zip(checkpoints, loaded) {
+            let ev = try checked { try evaluator.evaluate(c.network, name: path, keepLogits: saveLogits != nil) }
+            let r = ScoreReport(checkpoint: path, sha256: sha, c, ev)
+            reports.append(r)
+            if let out = saveLogits, let z = ev.logits {
+                try checked { try NPY.writeAtomically(NPY.float32(z, shape: [ev.count, c.network.numClasses]), to: out) }
+            }
+            if csv { print(r.csvRow) }
+            else if !json {
+                print("\(path)  \(r.blocks)  error \(percent(r.error)) (\(r.correct)/\(r.images))  loss \(String(format: "%.4f", r.meanLoss))  \(String(format: "%.0f", r.imagesPerSecond)) images/s")
+                print("  sha256 \(sha)")
+                print("  lineage: \(r.lineage.text)")
+                let acc = zip(ds.classNames, r.perClassAccuracy).map { n, a in "\(n) \(a.map { String(format: "%.1f", 100 * $0) } ?? "-")" }
+                print("  per-class accuracy %: " + acc.joined(separator: ", "))
+            }
+        }
+        if let out = saveLogits, !json, !csv { print("wrote \(out)") }
+        if json {
+            let doc = ScoreDocument(dataset: data.kind.rawValue, dataDir: dir, images: ds.count,
+                                    classNames: ds.classNames, batch: data.batch, threads: data.threads,
+                                    results: reports)
+            print(try checked { try analysisJSON(doc) })
+        }
+    }
 }

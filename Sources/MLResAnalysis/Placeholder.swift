@@ -1,1 +1,0 @@
-// MLResAnalysis: see the issue that builds it.
