@@ -72,7 +72,8 @@ let package = Package(
                     dependencies: ["MLResModel", "MLResTraining", "MLResHDF5", "MLResEngine"]),
         .testTarget(name: "CLITests", dependencies: ["MLResModel", "MLResHDF5"]),
         .testTarget(name: "MLResServerTests",
-                    dependencies: ["MLResServer", "MLResModel", "MLResHDF5"]),
+                    dependencies: ["MLResServer", "MLResModel", "MLResHDF5"],
+                    exclude: ["Fixtures"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -66,7 +66,7 @@ public struct ModelStatus: Sendable {
 /// Only names made of letters, digits, `_`, `-` and `.` (not starting with `.`) are valid, so
 /// `.tmp-*` files of an atomic write are never read and no name can leave the folder; a file
 /// whose real path (symlinks resolved) is outside the folder is refused. Loads are serialised
-/// on one queue and run off the HTTP threads; a failed reload keeps the previous version.
+/// and run on their own thread, off the HTTP threads; a failed reload keeps the previous version.
 public final class ModelRepository: @unchecked Sendable {
     /// The models folder, symlinks resolved.
     public let directory: String
@@ -74,7 +74,8 @@ public final class ModelRepository: @unchecked Sendable {
     private let loaderOptions: LoaderOptions
     private let batching: BatchingOptions
     private let metrics: ServerMetrics
-    private let loadQueue = DispatchQueue(label: "mlres.model-repository.load")
+    /// Held while a load runs: loads are serialised.
+    private let loadLock = NSLock()
     private let lock = NSLock()
     // Guarded by `lock`:
     private var slots: [String: Slot] = [:]
@@ -144,8 +145,15 @@ public final class ModelRepository: @unchecked Sendable {
     @discardableResult
     public func load(_ name: String) async throws -> ModelInfo {
         if let p = ModelRepository.nameProblem(name) { throw RepositoryError.badName(name, reason: p) }
+        // A thread of its own: reading a checkpoint blocks, and neither Swift's cooperative
+        // pool nor Dispatch's global pool (one thread per core each) should wait on it.
         let result: Result<ModelInfo, RepositoryError> = await withCheckedContinuation { cont in
-            loadQueue.async { cont.resume(returning: self.loadNow(name)) }
+            Thread.detachNewThread {
+                self.loadLock.lock()
+                let r = self.loadNow(name)
+                self.loadLock.unlock()
+                cont.resume(returning: r)
+            }
         }
         return try result.get()
     }
@@ -212,7 +220,7 @@ public final class ModelRepository: @unchecked Sendable {
         for b in batchers { await b.stop() }
     }
 
-    // Runs on `loadQueue` only.
+    // Runs with `loadLock` held.
     private func loadNow(_ name: String) -> Result<ModelInfo, RepositoryError> {
         func fail(_ e: RepositoryError, stamp: FileStamp?) -> Result<ModelInfo, RepositoryError> {
             lock.withLock {
