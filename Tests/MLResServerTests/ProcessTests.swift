@@ -66,12 +66,20 @@ struct ProcessTests {
             // A real checkpoint, so that requests can be in flight when the signal arrives.
             try CheckpointIO.write(Checkpoint(network: SeedLoader.network(seed: 3)), to: dir + "/m.h5")
         }
-        let (p, port, _) = try await launch(["--models", dir, "--port", "0", "--threads", "1", "--max-queue-delay-ms", "50"])
+        // A long batching window keeps the requests queued inside the server when SIGTERM comes.
+        let (p, port, _) = try await launch(["--models", dir, "--port", "0", "--threads", "1",
+                                             "--max-queue-delay-ms", "500"])
         #expect(try await RawHTTP.request(port: port, "GET", "/v2/health/ready").status == 200)
         if haveModel {
             let body = inferBody(shape: [1, 3, 6, 6], data: testPixels(count: 1, seed: 1).map { "\($0)" })
             requests = (0..<4).map { _ in Task { try await RawHTTP.json(port: port, "POST", "/v2/models/m/infer", body) } }
-            try await Task.sleep(for: .milliseconds(20))
+            var queued = 0
+            for _ in 0..<200 where queued < 4 {
+                let stats = try await RawHTTP.request(port: port, "GET", "/v2/models/m/stats")
+                queued = ((stats.object["model_stats"] as? [[String: Any]])?.first?["queue_depth"] as? Int) ?? 0
+                if queued < 4 { try await Task.sleep(for: .milliseconds(10)) }
+            }
+            #expect(queued == 4, "requests did not reach the queue before SIGTERM")
         }
         kill(p.processIdentifier, SIGTERM)
         #expect(try await waitExit(p, seconds: 20) == 0)
