@@ -11,7 +11,7 @@ struct BatchingTests {
         defer { cleanup(dir) }
         try writeSeedModel(dir, "tiny", seed: 5)
         let seeds = SeedLoader()
-        seeds.delay = 0.05   // while one batch runs, the next requests queue up together
+        seeds.delay = 0.2   // while one batch runs, the next requests queue up together
         let s = try await TestServer.start(directory: dir, loader: seeds.loader) {
             $0.batching = BatchingOptions(maxBatch: 16, maxQueueDelay: .milliseconds(20), maxQueue: 64)
         }
@@ -51,7 +51,7 @@ struct BatchingTests {
         defer { cleanup(dir) }
         try writeSeedModel(dir, "tiny", seed: 5)
         let seeds = SeedLoader()
-        seeds.delay = 0.3
+        seeds.delay = 0.6
         let s = try await TestServer.start(directory: dir, loader: seeds.loader) {
             $0.batching = BatchingOptions(maxBatch: 2, maxQueueDelay: .milliseconds(1), maxQueue: 2)
         }
@@ -74,8 +74,10 @@ struct BatchingTests {
         #expect(rejected.count + served.count == 12)
         #expect(rejected.count >= 1)
         #expect(served.count >= 2)
-        // Refused without waiting for a batch (each batch takes 300 ms).
-        for r in rejected { #expect(r.1 < .milliseconds(250), "429 took \(r.1)") }
+        // Refused at once: faster than any served request (each batch takes at least 600 ms).
+        let fastestServed = served.map(\.1).min() ?? .seconds(0.6)
+        #expect(fastestServed >= .milliseconds(600))
+        for r in rejected { #expect(r.1 < fastestServed, "429 took \(r.1)") }
         #expect(try await s.metric("mlres_queue_rejections_total", ["model": "tiny"]) == Double(rejected.count))
         let r429 = try await s.post("/v2/models/tiny/infer", body)  // queue empty again: served
         #expect(r429.status == 200)
@@ -88,13 +90,17 @@ struct BatchingTests {
         defer { cleanup(dir) }
         try writeSeedModel(dir, "tiny", seed: 5)
         let seeds = SeedLoader()
-        seeds.delay = 0.4
+        seeds.delay = 0.2
+        // A long batching window keeps the five requests queued inside the server.
         let s = try await TestServer.start(directory: dir, loader: seeds.loader) {
-            $0.batching = BatchingOptions(maxBatch: 2, maxQueueDelay: .milliseconds(1), maxQueue: 64)
+            $0.batching = BatchingOptions(maxBatch: 8, maxQueueDelay: .milliseconds(800), maxQueue: 64)
         }
         let body = inferBody(shape: [1, 3, 6, 6], data: testPixels(count: 1, seed: 1).map { "\($0)" })
         let inflight = (0..<5).map { _ in Task { try await s.post("/v2/models/tiny/infer", body) } }
-        try await Task.sleep(for: .milliseconds(150))   // all five are queued or running
+        let batcher = try #require(s.server.repository.status("tiny")?.batcher)
+        for _ in 0..<500 where batcher.queueDepth < 5 { try await Task.sleep(for: .milliseconds(10)) }
+        #expect(batcher.queueDepth == 5)
+        #expect(batcher.stats.executions == 0)
         try await s.stop()                                // returns only when everything is done
         for t in inflight {
             let r = try await t.value
