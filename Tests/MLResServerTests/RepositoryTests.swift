@@ -61,6 +61,34 @@ struct RepositoryTests {
         try await s.stop()
     }
 
+    @Test("a reload to another input shape fails the requests already queued with 409, then serves the new shape")
+    func reloadChangesShape() async throws {
+        let dir = temporaryFolder("shape")
+        defer { cleanup(dir) }
+        try writeSeedModel(dir, "m", seed: 1)
+        let seeds = SeedLoader()
+        let s = try await TestServer.start(directory: dir, loader: seeds.loader) {
+            $0.batching = BatchingOptions(maxBatch: 8, maxQueueDelay: .milliseconds(800), maxQueue: 64)
+        }
+        let body = inferBody(shape: [1, 3, 6, 6], data: testPixels(count: 1, seed: 1).map { "\($0)" })
+        let queued = (0..<2).map { _ in Task { try await s.post("/v2/models/m/infer", body) } }
+        let batcher = try #require(s.server.repository.status("m")?.batcher)
+        for _ in 0..<500 where batcher.queueDepth < 2 { try await Task.sleep(for: .milliseconds(10)) }
+        #expect(batcher.queueDepth == 2)
+        try writeSeedModel(dir, "m", seed: 1, side: 8)
+        #expect(try await s.post("/v2/repository/models/m/load", "").status == 200)
+        for t in queued {
+            let r = try await t.value
+            #expect(r.status == 409 && r.field == "inputs[0].shape", "\(r.text)")
+            #expect(r.error?.contains("reloaded with input shape [3,8,8]") == true, "\(r.text)")
+        }
+        let meta = try await s.get("/v2/models/m")
+        #expect((meta.object["input_shape"] as? [Int]) == [3, 8, 8])
+        let old = try await s.post("/v2/models/m/infer", body)
+        #expect(old.status == 400 && old.field == "inputs[0].shape")
+        try await s.stop()
+    }
+
     @Test("only valid *.h5 names are read: never .tmp-* files, never outside the folder")
     func onlyValidFiles() async throws {
         let dir = temporaryFolder("files")

@@ -244,10 +244,18 @@ final class SeedLoader: @unchecked Sendable {
         { [self] path, options in
             lock.withLock { paths.append(path) }
             let text = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
-            guard text.hasPrefix("seed="), let seed = UInt64(text.dropFirst(5).trimmingCharacters(in: .whitespacesAndNewlines)) else {
-                throw BackendError("\(path): not a checkpoint (test format 'seed=N')")
+            let words = text.split(whereSeparator: \.isWhitespace)
+            guard let first = words.first, first.hasPrefix("seed="), let seed = UInt64(first.dropFirst(5)) else {
+                throw BackendError("\(path): not a checkpoint (test format 'seed=N [side=S]')")
             }
-            let net = SeedLoader.network(seed: seed)
+            var net = SeedLoader.network(seed: seed)
+            if words.count > 1, words[1].hasPrefix("side="), let side = Int(words[1].dropFirst(5)) {
+                var arch = tinyArchitecture
+                arch.inputShape = [3, side, side]
+                let mean = net.inputMean, std = net.inputStd
+                net = Network.initialized(arch, seed: seed)
+                net.inputMean = mean; net.inputStd = std
+            }
             var backend: any InferenceBackend = ReferenceBackend(network: net, threads: options.threads)
             if delay > 0 { backend = SlowBackend(inner: backend, delay: delay) }
             return LoadedModel(network: net, backend: backend, backendName: "reference")
@@ -256,9 +264,9 @@ final class SeedLoader: @unchecked Sendable {
 }
 
 /// Writes a "seed=N" test model atomically (temp file in the folder, then rename).
-func writeSeedModel(_ directory: String, _ name: String, seed: UInt64) throws {
+func writeSeedModel(_ directory: String, _ name: String, seed: UInt64, side: Int? = nil) throws {
     let tmp = directory + "/\(name).h5.tmp-\(UUID().uuidString.prefix(6))"
-    try "seed=\(seed)\n".write(toFile: tmp, atomically: false, encoding: .utf8)
+    try ("seed=\(seed)" + (side.map { " side=\($0)" } ?? "") + "\n").write(toFile: tmp, atomically: false, encoding: .utf8)
     guard rename(tmp, directory + "/\(name).h5") == 0 else { throw ClientError(description: "rename failed") }
 }
 
