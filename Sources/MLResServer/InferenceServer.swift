@@ -61,6 +61,8 @@ public final class InferenceServer: Sendable {
         if let interval = configuration.pollInterval {
             services.append(RepositoryPoller(repository: repository, interval: interval))
         }
+        // Last, so that it hears of a shutdown first (ServiceGroup stops services in reverse).
+        services.append(ShutdownWatcher(state: state))
         let group = ServiceGroup(configuration: .init(
             services: services, gracefulShutdownSignals: handleSignals ? [.sigterm, .sigint] : [],
             logger: app.logger))
@@ -71,11 +73,7 @@ public final class InferenceServer: Sendable {
         if !startNow { return }
         defer { state.withLock { $0.group = nil; $0.listening = false } }
         do {
-            try await withGracefulShutdownHandler {
-                try await group.run()
-            } onGracefulShutdown: { [self] in
-                state.withLock { $0.draining = true }
-            }
+            try await group.run()
         } catch {
             await finish()
             throw error
@@ -111,6 +109,16 @@ final class LockedState: @unchecked Sendable {
     func withLock<T>(_ body: (inout Values) -> T) -> T {
         lock.lock(); defer { lock.unlock() }
         return body(&values)
+    }
+}
+
+/// Marks the server as draining (`/v2/health/ready` answers 503) as soon as a shutdown starts.
+struct ShutdownWatcher: Service {
+    let state: LockedState
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        state.withLock { $0.draining = true }
     }
 }
 
