@@ -13,6 +13,12 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        // Already in the graph through Hummingbird; named so the server can use ServiceGroup
+        // (graceful shutdown) and NIOCore (the bound port) directly.
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.0.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.0.0"),
     ],
     targets: [
         // System libraries (Debian packages): the only C the project touches.
@@ -33,6 +39,14 @@ let package = Package(
         // Scoring, residual norms, lesion studies.
         .target(name: "MLResAnalysis",
                 dependencies: ["MLResModel", "MLResHDF5", "MLResEngine", "MLResTraining"]),
+        // HTTP inference server (Open Inference Protocol v2) with dynamic batching.
+        .target(name: "MLResServer", dependencies: [
+            "MLResModel", "MLResHDF5", "MLResEngine",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            .product(name: "NIOCore", package: "swift-nio"),
+        ]),
 
         // Thin executables.
         .executableTarget(name: "mlres-train", dependencies: [
@@ -45,6 +59,7 @@ let package = Package(
         ]),
         .executableTarget(name: "mlres-eval", dependencies: [
             "MLResModel", "MLResHDF5", "MLResEngine", "MLResTraining", "MLResAnalysis",
+            "MLResServer",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
@@ -58,6 +73,9 @@ let package = Package(
         .testTarget(name: "MLResAnalysisTests",
                     dependencies: ["MLResAnalysis", "MLResModel", "MLResHDF5", "MLResEngine", "MLResTraining"]),
         .testTarget(name: "CLITests", dependencies: ["MLResModel", "MLResHDF5"]),
+        .testTarget(name: "MLResServerTests",
+                    dependencies: ["MLResServer", "MLResModel", "MLResHDF5"],
+                    exclude: ["Fixtures"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -1,0 +1,107 @@
+import Foundation
+import MLResModel
+
+/// What an evaluation job is asked to do (`POST /v1/evaluations`).
+public struct EvaluationRequest: Sendable {
+    /// The model name and the checkpoint file it was loaded from (inside the models folder).
+    public var model: String
+    public var checkpointPath: String
+    /// SHA-256 of that file at load time.
+    public var sha256: String
+    /// Dataset name, e.g. "cifar10" (letters, digits, `-`, `_` only).
+    public var dataset: String
+    /// The server's `--data-dir`.
+    public var dataDir: String
+    /// Optional lesion specification, passed through as given.
+    public var lesion: JSONValue?
+}
+
+/// Runs one evaluation and returns the same JSON value as `mlres-eval score`.
+public typealias Evaluator = @Sendable (EvaluationRequest) async throws -> JSONValue
+
+/// One job's state as `GET /v1/evaluations/ID` reports it.
+public struct EvaluationJob: Sendable {
+    public enum State: String, Sendable { case queued, running, succeeded, failed }
+    public var id: String
+    public var request: EvaluationRequest
+    public var state: State
+    public var createdAt: Date
+    public var startedAt: Date?
+    public var finishedAt: Date?
+    public var result: JSONValue?
+    public var error: String?
+
+    /// The job as JSON.
+    public var json: JSONValue {
+        var o: [String: JSONValue] = [
+            "id": .string(id), "status": .string(state.rawValue), "model": .string(request.model),
+            "dataset": .string(request.dataset), "sha256": .string(request.sha256),
+            "created_at": .string(Self.iso(createdAt)),
+        ]
+        if let l = request.lesion { o["lesion"] = l }
+        if let s = startedAt { o["started_at"] = .string(Self.iso(s)) }
+        if let f = finishedAt { o["finished_at"] = .string(Self.iso(f)) }
+        if let r = result { o["result"] = r }
+        if let e = error { o["error"] = .string(e) }
+        return .object(o)
+    }
+
+    static func iso(_ d: Date) -> String {
+        let f = ISO8601DateFormatter()
+        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return f.string(from: d)
+    }
+}
+
+/// Evaluation jobs: run one at a time (they are long and use every core), in submission order.
+public actor EvaluationJobs {
+    private let evaluator: Evaluator
+    private var jobs: [String: EvaluationJob] = [:]
+    private var order: [String] = []
+    private var worker: Task<Void, Never>?
+    private var counter = 0
+
+    public init(evaluator: @escaping Evaluator) { self.evaluator = evaluator }
+
+    /// Queues a job and returns it.
+    public func submit(_ request: EvaluationRequest) -> EvaluationJob {
+        counter += 1
+        var rng = SystemRandomNumberGenerator()
+        let id = "eval-\(counter)-" + String(rng.next() & 0xFFFF_FFFF, radix: 16)
+        let job = EvaluationJob(id: id, request: request, state: .queued, createdAt: Date())
+        jobs[id] = job
+        order.append(id)
+        if worker == nil { worker = Task { await self.drain() } }
+        return job
+    }
+
+    public func job(_ id: String) -> EvaluationJob? { jobs[id] }
+
+    /// Cancels the job running now and drops queued ones (server shutdown).
+    public func cancelAll() {
+        worker?.cancel()
+        for id in order where jobs[id]?.state == .queued {
+            jobs[id]?.state = .failed
+            jobs[id]?.error = "server shut down before the job started"
+        }
+        order.removeAll()
+    }
+
+    private func drain() async {
+        while !order.isEmpty && !Task.isCancelled {
+            let id = order.removeFirst()
+            guard let request = jobs[id]?.request else { continue }
+            jobs[id]?.state = .running
+            jobs[id]?.startedAt = Date()
+            let evaluator = self.evaluator
+            let outcome: Result<JSONValue, any Error>
+            do { outcome = .success(try await evaluator(request)) } catch { outcome = .failure(error) }
+            jobs[id]?.finishedAt = Date()
+            switch outcome {
+            case .success(let v): jobs[id]?.state = .succeeded; jobs[id]?.result = v
+            case .failure(let e): jobs[id]?.state = .failed; jobs[id]?.error = "\(e)"
+            }
+        }
+        worker = nil
+    }
+}

@@ -1,0 +1,24 @@
+import MLResHDF5
+import MLResModel
+
+/// Loaders that turn a checkpoint file into a served model. The command line picks one; this
+/// is the one place where a backend is chosen for a checkpoint.
+public enum ModelLoaders {
+    /// Reads the checkpoint with ``CheckpointIO`` (which validates it) and builds the backend
+    /// `makeBackend` returns, reported under `backendName`.
+    public static func checkpoint(
+        backendName: String,
+        makeBackend: @escaping @Sendable (Network, LoaderOptions) throws -> any InferenceBackend
+    ) -> ModelLoader {
+        return { path, options in
+            let checkpoint = try CheckpointIO.read(path: path)
+            let backend = try makeBackend(checkpoint.network, options)
+            return LoadedModel(network: checkpoint.network, backend: backend, backendName: backendName)
+        }
+    }
+
+    /// Checkpoint file + the plain-Swift ``ReferenceBackend``.
+    public static let reference: ModelLoader = checkpoint(backendName: "reference") { network, options in
+        ReferenceBackend(network: network, threads: options.threads)
+    }
+}

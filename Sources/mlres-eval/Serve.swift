@@ -1,0 +1,78 @@
+import ArgumentParser
+import Foundation
+import MLResServer
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Serve checkpoints over HTTP (Open Inference Protocol v2) with dynamic batching.",
+        discussion: """
+        Serves every valid NAME.h5 of --models. Endpoints: /v2/health/{live,ready}, /v2/models/NAME,
+        /v2/models/NAME/{ready,infer,stats}, /v2/repository/models/NAME/load, /v1/evaluations,
+        /metrics. SIGTERM or SIGINT: stop accepting, finish queued work, exit 0. See docs/server.md.
+        """)
+
+    @Option(help: "Folder of NAME.h5 checkpoints to serve.")
+    var models: String
+
+    @Option(help: "Address to listen on.")
+    var host: String = "127.0.0.1"
+
+    @Option(help: "Port to listen on (0: any free port; the bound port is printed).")
+    var port: Int = 8080
+
+    @Option(help: "Most images in one batched execution.")
+    var maxBatch: Int = 64
+
+    @Option(help: "Longest wait, in milliseconds, for a batch to fill.")
+    var maxQueueDelayMs: Double = 2
+
+    @Option(help: "Most images waiting per model; more get HTTP 429 at once.")
+    var maxQueue: Int = 1024
+
+    @Option(help: "Largest request body in MiB (HTTP 413 above).")
+    var maxBodyMb: Double = 16
+
+    @Option(help: "Threads per batched execution (default: all cores).")
+    var threads: Int = ProcessInfo.processInfo.activeProcessorCount
+
+    @Option(help: "Rescan the models folder every S seconds (new, replaced, removed files).")
+    var pollSeconds: Double?
+
+    @Option(help: "Folder of datasets for /v1/evaluations jobs.")
+    var dataDir: String?
+
+    func run() async throws {
+        guard maxQueueDelayMs.isFinite, maxBodyMb.isFinite, maxBodyMb > 0 else {
+            throw ValidationError("--max-queue-delay-ms and --max-body-mb must be finite, --max-body-mb positive")
+        }
+        if let p = pollSeconds, !(p.isFinite && p > 0) {
+            throw ValidationError("--poll-seconds \(p): must be a positive number of seconds")
+        }
+        let config = ServerConfiguration(
+            modelsDirectory: models, host: host, port: port,
+            batching: BatchingOptions(maxBatch: maxBatch, maxQueueDelay: .microseconds(Int64(maxQueueDelayMs * 1000)),
+                                      maxQueue: maxQueue),
+            maxBodyBytes: Int(maxBodyMb * 1024 * 1024), threads: threads,
+            pollInterval: pollSeconds.map { .milliseconds(Int64($0 * 1000)) }, dataDirectory: dataDir)
+        if let problem = config.validationError() { throw ValidationError(problem) }
+        let server: InferenceServer
+        do {
+            // Backend choice: the one place to plug in the oneDNN engine.
+            server = try InferenceServer(configuration: config, loader: ModelLoaders.reference, evaluator: nil)
+        } catch let e as ServerSetupError {
+            throw ValidationError(e.description)
+        }
+        let host = self.host
+        try await server.run(handleSignals: true) { port in
+            let statuses = server.repository.allStatuses()
+            for s in statuses where !s.ready {
+                FileHandle.standardError.write(Data("mlres-eval serve: not serving \(s.name): \(s.lastError ?? "not loaded")\n".utf8))
+            }
+            let ready = statuses.filter(\.ready).map(\.name)
+            print("mlres-eval serve: listening on http://\(host):\(port) with \(ready.count) model(s)"
+                  + (ready.isEmpty ? "" : ": " + ready.joined(separator: ", ")))
+            fflush(stdout)
+        }
+        print("mlres-eval serve: stopped")
+    }
+}
