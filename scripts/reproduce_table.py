@@ -1,0 +1,100 @@
+#!/usr/bin/env python3
+"""Summarise a scripts/reproduce.sh output folder as a Markdown table (Table 3 protocol).
+
+Reads OUT/seedS/{multilevel,lastcycle,firstcycle}.score.json (mlres-eval score --json),
+OUT/seedS/MODEL/metrics.jsonl (per-epoch wall_seconds from mlres-train) and
+OUT/seedS/MODEL.time.json (whole-process seconds). Prints mean ± std over seeds.
+"""
+import argparse
+import json
+import os
+import statistics
+import sys
+
+MODELS = [("multilevel", "Multi-level 2-2-2→4-4-4→8-8-8"),
+          ("firstcycle", "First-cycle 2-2-2 (ResNet-14)"),
+          ("lastcycle", "Last-cycle 8-8-8 (ResNet-50)")]
+
+
+def fail(msg):
+    print(f"reproduce_table.py: {msg}", file=sys.stderr)
+    sys.exit(2)
+
+
+def load(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError) as e:
+        fail(f"{path}: {e}")
+
+
+def train_seconds(path):
+    total = 0.0
+    try:
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                rec = json.loads(line)
+                if rec.get("type") == "epoch":
+                    total += float(rec["wall_seconds"])
+    except (OSError, ValueError, KeyError) as e:
+        fail(f"{path}: {e}")
+    return total
+
+
+def fmt(xs, scale=1.0, digits=2):
+    xs = [x * scale for x in xs]
+    if len(xs) == 1:
+        return f"{xs[0]:.{digits}f}"
+    return f"{statistics.mean(xs):.{digits}f} ± {statistics.stdev(xs):.{digits}f}"
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("out")
+    p.add_argument("--seeds", type=int, required=True)
+    for k in ("epochs", "at", "dataset", "scale", "threads", "train-subset", "test-subset"):
+        p.add_argument("--" + k, required=True)
+    a = p.parse_args()
+    rows = {}
+    for key, _ in MODELS:
+        err, train, proc, params = [], [], [], None
+        for s in range(a.seeds):
+            base = os.path.join(a.out, f"seed{s}", key)
+            score = load(base + ".score.json")
+            res = score["results"][0]
+            err.append(float(res["error"]))
+            params = res.get("parameters", params)
+            train.append(train_seconds(os.path.join(base, "metrics.jsonl")))
+            proc.append(float(load(base + ".time.json")["process_seconds"]))
+        rows[key] = (err, train, proc, params)
+    epochs = int(a.epochs)
+    at = [int(x) for x in a.at.split(",")]
+    edges = [0] + at + [epochs]
+    cycles = [b - e for e, b in zip(edges, edges[1:])]
+    blocks = [6 * 2 ** k for k in range(len(cycles))]
+    theory = sum(b * c for b, c in zip(blocks, cycles)) / (blocks[-1] * epochs)
+    print(f"# Reproduction: {a.dataset}, scale {a.scale}\n")
+    print(f"{epochs} epochs, cycles at {a.at}, training subset {a.train_subset}, test subset "
+          f"{a.test_subset}, {a.threads} threads, {a.seeds} seed(s) (mean ± std over seeds).\n")
+    print("| model | test error (%) | training time (s, Σ epoch wall) | process time (s) |")
+    print("|---|---|---|---|")
+    for key, name in MODELS:
+        err, train, proc, _ = rows[key]
+        print(f"| {name} | {fmt(err, 100)} | {fmt(train, digits=1)} | {fmt(proc, digits=1)} |")
+    ml, lc = rows["multilevel"], rows["lastcycle"]
+    saved_train = [1 - m / l for m, l in zip(ml[1], lc[1])]
+    saved_proc = [1 - m / l for m, l in zip(ml[2], lc[2])]
+    print()
+    print(f"Time saved by multi-level against the last-cycle model: {fmt(saved_train, 100, 1)}% "
+          f"(training), {fmt(saved_proc, 100, 1)}% (whole process). Table 2 theory for this "
+          f"schedule (cost ∝ blocks × epochs): {100 * (1 - theory):.2f}%; the paper's 42% is the "
+          f"equal-cycle figure, it measured 41%.")
+    gap = statistics.mean(ml[0]) - statistics.mean(lc[0])
+    spread = statistics.stdev(lc[0]) if len(lc[0]) > 1 else float("nan")
+    print(f"Multi-level minus last-cycle test error: {100 * gap:+.2f} points "
+          f"(last-cycle seed-to-seed std: {100 * spread:.2f} points).")
+
+
+if __name__ == "__main__":
+    main()
