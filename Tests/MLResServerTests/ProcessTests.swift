@@ -88,6 +88,30 @@ struct ProcessTests {
         #expect(!RawHTTP.canConnect(port: port))
     }
 
+    @Test("a port in use: exit non-zero with the reason")
+    func portInUse() async throws {
+        let dir = temporaryFolder("busy")
+        defer { cleanup(dir) }
+        let (p, port, _) = try await launch(["--models", dir, "--port", "0"])
+        defer { if p.isRunning { kill(p.processIdentifier, SIGTERM) } }
+        let second = Process()
+        second.executableURL = Self.executable
+        second.arguments = ["serve", "--models", dir, "--port", String(port)]
+        let err = Pipe()
+        second.standardError = err
+        second.standardOutput = Pipe()
+        let text = try await offPool { () throws -> String in
+            try second.run()
+            let data = err.fileHandleForReading.readDataToEndOfFile()
+            second.waitUntilExit()
+            return String(decoding: data, as: UTF8.self)
+        }
+        #expect(second.terminationStatus != 0)
+        #expect(text.contains("cannot serve on 127.0.0.1:\(port)") && text.contains("in use"), "\(text)")
+        kill(p.processIdentifier, SIGTERM)
+        #expect(try await waitExit(p, seconds: 20) == 0)
+    }
+
     @Test("bad flags exit non-zero naming the flag")
     func badFlags() async throws {
         for (args, flag) in [(["--models", "/nonexistent-mlres-dir"], "--models"),

@@ -127,7 +127,7 @@ struct RepositoryTests {
         let seeds = SeedLoader()
         let s = try await TestServer.start(directory: dir, loader: seeds.loader) { $0.pollInterval = .milliseconds(100) }
         func waitFor(_ what: String, _ condition: () async throws -> Bool) async throws {
-            for _ in 0..<100 { if try await condition() { return }; try await Task.sleep(for: .milliseconds(50)) }
+            for _ in 0..<300 { if try await condition() { return }; try await Task.sleep(for: .milliseconds(50)) }
             Issue.record("timed out waiting for \(what)")
         }
         try writeSeedModel(dir, "p", seed: 1)
