@@ -58,6 +58,7 @@ struct RepositoryTests {
         // Loading a name that has no file is a 404 and creates nothing.
         #expect(try await s.post("/v2/repository/models/ghost/load", "").status == 404)
         #expect(s.server.repository.status("ghost") == nil)
+        #expect(!(try await s.get("/metrics").text.contains("ghost")))
         try await s.stop()
     }
 
