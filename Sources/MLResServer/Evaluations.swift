@@ -57,7 +57,12 @@ public struct EvaluationJob: Sendable {
 public actor EvaluationJobs {
     private let evaluator: Evaluator
     private var jobs: [String: EvaluationJob] = [:]
+    /// Queued job ids, oldest first.
     private var order: [String] = []
+    /// Every job id, oldest first; finished jobs beyond ``maxKept`` are forgotten.
+    private var history: [String] = []
+    /// Most jobs remembered (finished ones are dropped oldest first).
+    public static let maxKept = 1000
     private var worker: Task<Void, Never>?
     private var counter = 0
 
@@ -71,6 +76,11 @@ public actor EvaluationJobs {
         let job = EvaluationJob(id: id, request: request, state: .queued, createdAt: Date())
         jobs[id] = job
         order.append(id)
+        history.append(id)
+        while history.count > Self.maxKept,
+              let i = history.firstIndex(where: { jobs[$0]?.state == .succeeded || jobs[$0]?.state == .failed }) {
+            jobs[history.remove(at: i)] = nil
+        }
         if worker == nil { worker = Task { await self.drain() } }
         return job
     }

@@ -115,37 +115,42 @@ public struct JSONParser {
         }
     }
 
+    /// Skips ASCII digits; returns how many.
+    private mutating func skipDigits() -> Int {
+        let s = i
+        while i < end, bytes[i] &- 0x30 <= 9 { i += 1 }
+        return i - s
+    }
+
     private mutating func number() throws -> JSONValue {
         let start = i
-        if bytes[i] == UInt8(ascii: "-") { i += 1 }
-        func digits(_ p: inout JSONParser) -> Int {
-            let s = p.i
-            while p.i < p.end, p.bytes[p.i] >= 0x30, p.bytes[p.i] <= 0x39 { p.i += 1 }
-            return p.i - s
+        let negative = bytes[i] == UInt8(ascii: "-")
+        if negative { i += 1 }
+        // Integer part, accumulated on the way (the common case: pixel values).
+        var value = 0
+        let intStart = i
+        while i < end {
+            let d = bytes[i] &- 0x30
+            if d > 9 { break }
+            if i - intStart < 18 { value = value &* 10 &+ Int(d) }
+            i += 1
         }
-        let intDigits = digits(&self)
+        let intDigits = i - intStart
         guard intDigits > 0 else { throw error("a number needs digits") }
-        if intDigits > 1 && bytes[i - intDigits] == UInt8(ascii: "0") {
+        if intDigits > 1 && bytes[intStart] == UInt8(ascii: "0") {
             throw JSONSyntaxError(offset: start, message: "a number cannot have a leading zero")
         }
         var isInteger = true
         if i < end, bytes[i] == UInt8(ascii: ".") {
             i += 1; isInteger = false
-            guard digits(&self) > 0 else { throw error("expected digits after '.'") }
+            guard skipDigits() > 0 else { throw error("expected digits after '.'") }
         }
         if i < end, bytes[i] == UInt8(ascii: "e") || bytes[i] == UInt8(ascii: "E") {
             i += 1; isInteger = false
             if i < end, bytes[i] == UInt8(ascii: "+") || bytes[i] == UInt8(ascii: "-") { i += 1 }
-            guard digits(&self) > 0 else { throw error("expected digits in the exponent") }
+            guard skipDigits() > 0 else { throw error("expected digits in the exponent") }
         }
-        if isInteger && i - start <= 18 {
-            var v = 0
-            var k = start
-            let negative = bytes[k] == UInt8(ascii: "-")
-            if negative { k += 1 }
-            while k < i { v = v * 10 + Int(bytes[k] - 0x30); k += 1 }
-            return .int(negative ? -v : v)
-        }
+        if isInteger && intDigits <= 18 { return .int(negative ? -value : value) }
         // The token is a valid JSON number; strtod stops at its end (the buffer is 0-terminated).
         let d = bytes.withUnsafeBufferPointer { buf -> Double in
             buf.baseAddress!.withMemoryRebound(to: CChar.self, capacity: buf.count) { strtod($0 + start, nil) }

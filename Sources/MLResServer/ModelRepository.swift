@@ -223,16 +223,18 @@ public final class ModelRepository: @unchecked Sendable {
     // Runs with `loadLock` held.
     private func loadNow(_ name: String) -> Result<ModelInfo, RepositoryError> {
         func fail(_ e: RepositoryError, stamp: FileStamp?) -> Result<ModelInfo, RepositoryError> {
-            lock.withLock {
-                // A name without a file gets no slot, so requests cannot grow the table.
-                if case .notFound = e, slots[name] == nil { return }
+            let recorded = lock.withLock { () -> Bool in
+                // A name without a file gets no slot and no metric, so requests naming random
+                // models cannot grow the table or the metric labels.
+                if case .notFound = e, slots[name] == nil { return false }
                 var s = slots[name] ?? Slot()
                 s.lastError = "\(e)"
                 s.failedStamp = stamp
                 s.loadFailures += 1
                 slots[name] = s
+                return true
             }
-            metrics.loadFailed(model: name)
+            if recorded { metrics.loadFailed(model: name) }
             return .failure(e)
         }
         let path: String

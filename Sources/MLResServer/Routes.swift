@@ -98,8 +98,10 @@ struct ServerResponder: HTTPResponder {
 
     func respond(to request: Request, context: Context) async throws -> Response {
         let (endpoint, response) = await server.handle(request)
-        server.metrics.request(method: request.method.rawValue, endpoint: endpoint,
-                               status: Int(response.status.code))
+        // Known methods only as label values: clients must not be able to mint label sets.
+        let method = request.method.rawValue
+        let label = ["GET", "POST", "PUT", "DELETE", "HEAD", "PATCH", "OPTIONS"].contains(method) ? method : "other"
+        server.metrics.request(method: label, endpoint: endpoint, status: Int(response.status.code))
         return response
     }
 }

@@ -63,6 +63,16 @@ struct Serve: AsyncParsableCommand {
             throw ValidationError(e.description)
         }
         let host = self.host
+        do {
+            try await serve(server, host: host)
+        } catch {
+            FileHandle.standardError.write(Data("mlres-eval serve: cannot serve on \(host):\(port): \(error)\n".utf8))
+            throw ExitCode.failure
+        }
+        print("mlres-eval serve: stopped")
+    }
+
+    private func serve(_ server: InferenceServer, host: String) async throws {
         try await server.run(handleSignals: true) { port in
             let statuses = server.repository.allStatuses()
             for s in statuses where !s.ready {
@@ -73,6 +83,5 @@ struct Serve: AsyncParsableCommand {
                   + (ready.isEmpty ? "" : ": " + ready.joined(separator: ", ")))
             fflush(stdout)
         }
-        print("mlres-eval serve: stopped")
     }
 }

@@ -22,6 +22,16 @@ struct ParsingTests {
         #expect(n[2] == .double(.infinity))
     }
 
+    @Test("numbers: integers exactly, long integers and fractions through strtod")
+    func numbers() throws {
+        let v = try JSONParser.parse(Array("[0, -0, 255, 123456789012345678, 12345678901234567890, 0.5, -1.25e-3, 1E2]".utf8))
+        #expect(v == .array([.int(0), .int(0), .int(255), .int(123456789012345678), .double(12345678901234567890),
+                             .double(0.5), .double(-0.00125), .double(100)]))
+        for bad in ["-", "-a", "1e", "1e+", "+1", ".5"] {
+            #expect(throws: JSONSyntaxError.self, "\(bad)") { try JSONParser.parse(Array(bad.utf8)) }
+        }
+    }
+
     @Test("rejects malformed JSON naming the byte offset",
           arguments: [("{\"a\":1,}", 7), ("[1 2]", 3), ("{\"a\" 1}", 5), ("", 0), ("[01]", 1),
                       ("\"abc", 4), ("[1]x", 3), ("{\"a\":tru}", 5), ("[1.]", 3)])

@@ -69,6 +69,7 @@ struct ProcessTests {
         // A long batching window keeps the requests queued inside the server when SIGTERM comes.
         let (p, port, _) = try await launch(["--models", dir, "--port", "0", "--threads", "1",
                                              "--max-queue-delay-ms", "500"])
+        defer { if p.isRunning { kill(p.processIdentifier, SIGKILL) } }
         #expect(try await RawHTTP.request(port: port, "GET", "/v2/health/ready").status == 200)
         if haveModel {
             let body = inferBody(shape: [1, 3, 6, 6], data: testPixels(count: 1, seed: 1).map { "\($0)" })
@@ -86,6 +87,30 @@ struct ProcessTests {
         #expect(p.terminationReason == .exit)
         for t in requests { #expect(try await t.value.status == 200) }
         #expect(!RawHTTP.canConnect(port: port))
+    }
+
+    @Test("a port in use: exit non-zero with the reason")
+    func portInUse() async throws {
+        let dir = temporaryFolder("busy")
+        defer { cleanup(dir) }
+        let (p, port, _) = try await launch(["--models", dir, "--port", "0"])
+        defer { if p.isRunning { kill(p.processIdentifier, SIGTERM) } }
+        let second = Process()
+        second.executableURL = Self.executable
+        second.arguments = ["serve", "--models", dir, "--port", String(port)]
+        let err = Pipe()
+        second.standardError = err
+        second.standardOutput = Pipe()
+        let text = try await offPool { () throws -> String in
+            try second.run()
+            let data = err.fileHandleForReading.readDataToEndOfFile()
+            second.waitUntilExit()
+            return String(decoding: data, as: UTF8.self)
+        }
+        #expect(second.terminationStatus != 0)
+        #expect(text.contains("cannot serve on 127.0.0.1:\(port)") && text.contains("in use"), "\(text)")
+        kill(p.processIdentifier, SIGTERM)
+        #expect(try await waitExit(p, seconds: 20) == 0)
     }
 
     @Test("bad flags exit non-zero naming the flag")

@@ -58,6 +58,7 @@ struct RepositoryTests {
         // Loading a name that has no file is a 404 and creates nothing.
         #expect(try await s.post("/v2/repository/models/ghost/load", "").status == 404)
         #expect(s.server.repository.status("ghost") == nil)
+        #expect(!(try await s.get("/metrics").text.contains("ghost")))
         try await s.stop()
     }
 
@@ -127,7 +128,7 @@ struct RepositoryTests {
         let seeds = SeedLoader()
         let s = try await TestServer.start(directory: dir, loader: seeds.loader) { $0.pollInterval = .milliseconds(100) }
         func waitFor(_ what: String, _ condition: () async throws -> Bool) async throws {
-            for _ in 0..<100 { if try await condition() { return }; try await Task.sleep(for: .milliseconds(50)) }
+            for _ in 0..<300 { if try await condition() { return }; try await Task.sleep(for: .milliseconds(50)) }
             Issue.record("timed out waiting for \(what)")
         }
         try writeSeedModel(dir, "p", seed: 1)
