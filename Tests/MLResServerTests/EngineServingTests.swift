@@ -193,3 +193,78 @@ struct EngineServingTests {
         try await s.stop()
     }
 }
+
+@Suite("mlres-eval serve process: engine by default, passive OpenMP waiting")
+struct EngineProcessTests {
+    /// Starts `mlres-eval serve ARGS` with `OMP_WAIT_POLICY` set to `waitPolicy` (nil: removed).
+    static func launch(_ args: [String], waitPolicy: String?) throws -> (Process, Int) {
+        let p = Process()
+        p.executableURL = ProcessTests.executable
+        p.arguments = ["serve"] + args
+        var env = ProcessInfo.processInfo.environment
+        env["OMP_WAIT_POLICY"] = waitPolicy
+        p.environment = env
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        var text = ""
+        let deadline = Date().addingTimeInterval(60)
+        while Date() < deadline {
+            let chunk = out.fileHandleForReading.availableData
+            if chunk.isEmpty { break }
+            text += String(decoding: chunk, as: UTF8.self)
+            if let r = text.range(of: #"listening on http://127\.0\.0\.1:(\d+)"#, options: .regularExpression) {
+                return (p, Int(text[r].split(separator: ":").last!)!)
+            }
+        }
+        p.terminate()
+        throw ClientError(description: "serve did not report its port; stdout: \(text)")
+    }
+
+    /// `OMP_WAIT_POLICY` in the running process's environment (/proc/PID/environ).
+    static func waitPolicy(of pid: Int32) throws -> String? {
+        let raw = try Data(contentsOf: URL(fileURLWithPath: "/proc/\(pid)/environ"))
+        return raw.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+            .first { $0.hasPrefix("OMP_WAIT_POLICY=") }.map { String($0.dropFirst("OMP_WAIT_POLICY=".count)) }
+    }
+
+    @Test("serves with the engine by default (logits match ReferenceBackend), re-executed with OMP_WAIT_POLICY=passive; --backend reference; an explicit policy is kept")
+    func defaults() async throws {
+        guard RepositoryTests.hdf5Available else { return }
+        let dir = temporaryFolder("proc-engine")
+        defer { cleanup(dir) }
+        let net = SeedLoader.network(seed: 4)
+        try writeCheckpoint(net, dir, "m")
+        let px = testPixels(count: 3, seed: 21)
+        let expected = try expectedLogits(net, pixels: px, count: 3)
+        for (backend, policy, wantPolicy) in [(nil, nil, "passive"), ("reference", "active", "active")] as [(String?, String?, String)] {
+            let args = ["--models", dir, "--port", "0", "--threads", "1"] + (backend.map { ["--backend", $0] } ?? [])
+            let (p, port) = try await offPool { try Self.launch(args, waitPolicy: policy) }
+            defer { if p.isRunning { kill(p.processIdentifier, SIGKILL) } }
+            #expect(try Self.waitPolicy(of: p.processIdentifier) == wantPolicy)
+            let meta = try await RawHTTP.request(port: port, "GET", "/v2/models/m")
+            #expect(meta.object["backend"] as? String == (backend ?? "onednn"), "\(meta.text)")
+            let r = try await RawHTTP.json(port: port, "POST", "/v2/models/m/infer",
+                                           inferBody(shape: [3, 3, 6, 6], data: px.map { "\($0)" }))
+            #expect(r.status == 200, "\(r.text)")
+            let got = outputs(r).logits
+            #expect(got.count == expected.count)
+            for (a, b) in zip(got, expected) { #expect(abs(a - b) <= 1e-4 * max(1, abs(b))) }
+            kill(p.processIdentifier, SIGTERM)
+            p.waitUntilExit()
+            #expect(p.terminationStatus == 0)
+        }
+        let bad = Process()
+        bad.executableURL = ProcessTests.executable
+        bad.arguments = ["serve", "--models", dir, "--backend", "gpu"]
+        let err = Pipe()
+        bad.standardError = err
+        bad.standardOutput = FileHandle.nullDevice
+        try bad.run()
+        bad.waitUntilExit()
+        #expect(bad.terminationStatus != 0)
+        let message = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(message.contains("--backend gpu"), "\(message)")
+    }
+}
