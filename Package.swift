@@ -41,7 +41,7 @@ let package = Package(
                 dependencies: ["MLResModel", "MLResHDF5", "MLResEngine", "MLResTraining"]),
         // HTTP inference server (Open Inference Protocol v2) with dynamic batching.
         .target(name: "MLResServer", dependencies: [
-            "MLResModel", "MLResHDF5", "MLResEngine",
+            "MLResModel", "MLResHDF5", "MLResEngine", "MLResTraining", "MLResAnalysis",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "Prometheus", package: "swift-prometheus"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -74,7 +74,8 @@ let package = Package(
                     dependencies: ["MLResAnalysis", "MLResModel", "MLResHDF5", "MLResEngine", "MLResTraining"]),
         .testTarget(name: "CLITests", dependencies: ["MLResModel", "MLResHDF5"]),
         .testTarget(name: "MLResServerTests",
-                    dependencies: ["MLResServer", "MLResModel", "MLResHDF5"],
+                    dependencies: ["MLResServer", "MLResModel", "MLResHDF5", "MLResEngine",
+                                   "MLResTraining", "MLResAnalysis"],
                     exclude: ["Fixtures"]),
     ],
     swiftLanguageModes: [.v5]

@@ -2,7 +2,9 @@
 # Load benchmark of `mlres-eval serve` (not a test): starts the server on loopback, drives it
 # with wrk at concurrency 1, 8 and 32 with single-image infer requests, and reports throughput,
 # p50/p99 latency, the average batch the server formed, and the ratio of served throughput at
-# concurrency 32 to offline batched inference (`mlres-train bench --mode infer`). Then a 10x
+# concurrency 32 to offline batched inference of the same architecture (`mlres-train bench
+# --mode infer --blocks/--widths/--input-shape/--classes` from the model's metadata, batch =
+# --max-batch, same --threads and OMP_WAIT_POLICY). Then a 10x
 # overload phase (320 connections, --max-queue = --max-batch) checks that excess requests get 429
 # (not timeouts) and that the server's memory stays bounded.
 #
@@ -143,20 +145,28 @@ for c in $CONCURRENCY; do
   [ "$c" = 32 ] && SERVED32=$rps
 done
 
+# Offline batched inference of the same architecture: `mlres-train bench --mode infer` times the
+# engine's eval-mode forward on batches of --max-batch (it builds the network from the
+# architecture flags; inference time does not depend on the weights' values). The server is
+# stopped first so the two do not share the cores.
+stop_server
 OFFLINE=${OFFLINE_IPS:-}
 if [ -z "$OFFLINE" ] && [ -x "$BIN/mlres-train" ]; then
-  if "$BIN/mlres-train" bench --mode infer --checkpoint "$WORK/models/bench.h5" --batch "$MAX_BATCH" \
-       --threads "$THREADS" > "$WORK/offline.txt" 2>&1; then
-    OFFLINE=$(grep -oE '[0-9]+(\.[0-9]+)? *(images|img)/s' "$WORK/offline.txt" | head -1 | grep -oE '^[0-9.]+' || true)
+  read -r A_BLOCKS A_WIDTHS A_SHAPE A_CLASSES < <(echo "$META" | python3 -c 'import json,sys; m=json.load(sys.stdin); print("-".join(map(str, m["blocks"])), ",".join(map(str, m["widths"])), ",".join(map(str, m["input_shape"])), m["classes"])')
+  if "$BIN/mlres-train" bench --mode infer --blocks "$A_BLOCKS" --widths "$A_WIDTHS" --input-shape "$A_SHAPE" \
+       --classes "$A_CLASSES" --batch "$MAX_BATCH" --threads "$THREADS" --json > "$WORK/offline.json" 2> "$WORK/offline.err"; then
+    OFFLINE=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["images_per_s"])' "$WORK/offline.json" || true)
+  else
+    cat "$WORK/offline.err" >&2
   fi
 fi
 if [ -n "$OFFLINE" ] && [ -n "$SERVED32" ]; then
   echo
   awk -v s="$SERVED32" -v o="$OFFLINE" -v b="$MAX_BATCH" 'BEGIN {
-    printf "offline batched inference (batch %d): %.1f images/s; served at concurrency 32: %.1f images/s; ratio %.2f (target >= 0.7)\n", b, o, s, s / o }'
+    printf "offline batched inference (mlres-train bench --mode infer, batch %d): %.1f images/s; served at concurrency 32: %.1f images/s; ratio %.2f (target >= 0.7)\n", b, o, s, s / o }'
 else
   echo
-  echo "offline batched inference: n/a (mlres-train bench --mode infer gave no images/s; set OFFLINE_IPS to compare)"
+  echo "offline batched inference: n/a (mlres-train bench --mode infer failed, see above; set OFFLINE_IPS to compare)"
 fi
 
 if [ "$OVERLOAD" = 1 ]; then

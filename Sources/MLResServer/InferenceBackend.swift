@@ -33,7 +33,10 @@ public struct LoadedModel: Sendable {
 public struct LoaderOptions: Sendable {
     /// Threads the backend may use for one batch (`--threads`).
     public var threads: Int
-    public init(threads: Int) { self.threads = threads }
+    /// Most images the batcher hands one `infer` call (`--max-batch`); backends that plan per
+    /// batch size use it to bound their plans.
+    public var maxBatch: Int
+    public init(threads: Int, maxBatch: Int = 64) { self.threads = threads; self.maxBatch = maxBatch }
 }
 
 /// Reads the checkpoint at `path` (already checked to be inside the models folder) and builds a

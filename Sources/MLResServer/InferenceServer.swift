@@ -33,7 +33,8 @@ public final class InferenceServer: Sendable {
         let metrics = ServerMetrics()
         self.metrics = metrics
         repository = try ModelRepository(directory: configuration.modelsDirectory, loader: loader,
-                                         loaderOptions: LoaderOptions(threads: configuration.threads),
+                                         loaderOptions: LoaderOptions(threads: configuration.threads,
+                                                                        maxBatch: configuration.batching.maxBatch),
                                          batching: configuration.batching, metrics: metrics)
         jobs = evaluator.map { EvaluationJobs(evaluator: $0) }
     }

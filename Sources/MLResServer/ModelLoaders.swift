@@ -17,6 +17,11 @@ public enum ModelLoaders {
         }
     }
 
+    /// Checkpoint file + the oneDNN engine (``EngineBackend``): the default of `mlres-eval serve`.
+    public static let engine: ModelLoader = checkpoint(backendName: "onednn") { network, options in
+        try EngineBackend(network: network, threads: options.threads, maxBatch: options.maxBatch)
+    }
+
     /// Checkpoint file + the plain-Swift ``ReferenceBackend``.
     public static let reference: ModelLoader = checkpoint(backendName: "reference") { network, options in
         ReferenceBackend(network: network, threads: options.threads)

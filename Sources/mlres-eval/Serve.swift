@@ -38,10 +38,36 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Rescan the models folder every S seconds (new, replaced, removed files).")
     var pollSeconds: Double?
 
-    @Option(help: "Folder of datasets for /v1/evaluations jobs.")
+    @Option(help: "Folder of datasets for /v1/evaluations jobs: one folder per dataset (cifar10/, fashion-mnist/, ...).")
     var dataDir: String?
 
+    @Option(help: "Inference backend: onednn (the engine) or reference (plain Swift, slow; a fallback).")
+    var backend: String = "onednn"
+
+    func validate() throws {
+        if !["onednn", "reference"].contains(backend) {
+            throw ValidationError("--backend \(backend): expected onednn or reference")
+        }
+    }
+
+    /// libgomp (loaded with oneDNN when the process starts) reads OMP_WAIT_POLICY once, in its
+    /// load-time constructor, so setting it from `run` would be too late. When it is unset the
+    /// process sets it to `passive` and re-executes itself (same arguments) before anything
+    /// else runs: spinning OpenMP workers starve the HTTP threads (measured 4x less throughput on
+    /// 2 cores). An explicit OMP_WAIT_POLICY in the environment is kept.
+    private func ensurePassiveOpenMPWait() {
+        guard getenv("OMP_WAIT_POLICY") == nil else { return }
+        setenv("OMP_WAIT_POLICY", "passive", 1)
+        let args = CommandLine.arguments
+        var argv: [UnsafeMutablePointer<CChar>?] = args.map { strdup($0) }
+        argv.append(nil)
+        execv("/proc/self/exe", &argv)
+        // exec failed (no /proc): serve anyway, with OpenMP's default waiting.
+        FileHandle.standardError.write(Data("mlres-eval serve: warning: could not re-execute with OMP_WAIT_POLICY=passive (errno \(errno)); set it in the environment\n".utf8))
+    }
+
     func run() async throws {
+        ensurePassiveOpenMPWait()
         guard maxQueueDelayMs.isFinite, maxBodyMb.isFinite, maxBodyMb > 0 else {
             throw ValidationError("--max-queue-delay-ms and --max-body-mb must be finite, --max-body-mb positive")
         }
@@ -57,8 +83,11 @@ struct Serve: AsyncParsableCommand {
         if let problem = config.validationError() { throw ValidationError(problem) }
         let server: InferenceServer
         do {
-            // Backend choice: the one place to plug in the oneDNN engine.
-            server = try InferenceServer(configuration: config, loader: ModelLoaders.reference, evaluator: nil)
+            // Backend choice: the oneDNN engine unless --backend reference. Evaluation jobs score
+            // with the MLResAnalysis code path of `mlres-eval score`.
+            let loader = backend == "reference" ? ModelLoaders.reference : ModelLoaders.engine
+            server = try InferenceServer(configuration: config, loader: loader,
+                                         evaluator: AnalysisEvaluation.evaluator(threads: threads))
         } catch let e as ServerSetupError {
             throw ValidationError(e.description)
         }

@@ -1,0 +1,119 @@
+import Foundation
+import MLResAnalysis
+import MLResHDF5
+import MLResModel
+import MLResTraining
+
+/// The evaluator behind `POST /v1/evaluations`: the MLResAnalysis scorer, the code path of
+/// `mlres-eval score --json` (or, with a `lesion` object, of `mlres-eval lesion --json`).
+///
+/// - Datasets: the server's `--data-dir` holds one folder per dataset, named by its canonical
+///   `--dataset` spelling (`cifar10/`, `cifar100/`, `stl10/`, `fashion-mnist/`) with the official
+///   files; the request's dataset name is only mapped to one of these, never used as a path.
+/// - The job re-reads the checkpoint file the model was loaded from and refuses to score it if its
+///   SHA-256 is no longer the one that was loaded (reload the model and resubmit).
+/// - Lesion: `{"mode": "single"|"shuffle"|"drop-k", "seeds": N (default 5), "k": [1,2,4]}`.
+/// - Work runs on a thread of its own, never on the HTTP event loops or Swift's cooperative pool.
+public enum AnalysisEvaluation {
+    /// Inference batch size of evaluation jobs (`mlres-eval score`'s default).
+    public static let batchSize = 100
+
+    /// An ``Evaluator`` (the server's job closure) that scores with `threads` oneDNN threads.
+    public static func evaluator(threads: Int?) -> Evaluator {
+        return { request in
+            try await runOnOwnThread(name: "mlres-eval-job") { try evaluate(request, threads: threads) }
+        }
+    }
+
+    /// Runs one evaluation synchronously and returns the JSON document `mlres-eval score --json`
+    /// (or `lesion --json`) prints for the same checkpoint, dataset and options.
+    public static func evaluate(_ request: EvaluationRequest, threads: Int?) throws -> JSONValue {
+        guard let kind = DatasetKind(flag: request.dataset) else {
+            throw AnalysisError("dataset '\(request.dataset)': unknown, expected one of "
+                + DatasetKind.allCases.map(\.rawValue).joined(separator: ", "))
+        }
+        let lesion = try request.lesion.map(LesionSpec.init(json:))
+        let path = request.checkpointPath
+        let shaBefore = try SHA256Digest.hex(fileAt: path)
+        guard shaBefore == request.sha256 else {
+            throw AnalysisError("\(path) changed since model '\(request.model)' was loaded (sha256 \(shaBefore), loaded \(request.sha256)); reload the model and resubmit")
+        }
+        let checkpoint: Checkpoint
+        do { checkpoint = try CheckpointIO.read(path: path) }
+        catch let e as CheckpointError { throw AnalysisError(e.description) }
+        guard try SHA256Digest.hex(fileAt: path) == shaBefore else {
+            throw AnalysisError("\(path) changed while it was read; resubmit")
+        }
+        let directory = (request.dataDir as NSString).appendingPathComponent(kind.rawValue)
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDir), isDir.boolValue else {
+            throw AnalysisError("dataset \(kind.rawValue): no folder \(directory) (--data-dir holds one folder per dataset)")
+        }
+        let dataset = try DatasetSelection(kind: kind, dataDirectory: directory).load(.test)
+        let scorer = try MLResAnalysis.Evaluator(dataset: dataset, batchSize: batchSize, threads: threads)
+        if let m = scorer.mismatch(checkpoint.network, name: path) {
+            throw AnalysisError(m + " (dataset \(kind.rawValue))")
+        }
+        let text: String
+        if let lesion {
+            let (intact, rows) = try LesionStudy.run(checkpoint, evaluator: scorer, mode: lesion.mode,
+                                                     seeds: lesion.seeds, ks: lesion.ks, name: path)
+            text = try analysisJSON(LesionReport(
+                checkpoint: path, sha256: shaBefore, dataset: kind.rawValue, images: dataset.count,
+                mode: lesion.mode, blocks: checkpoint.network.blocksDescription, intactError: intact.error,
+                intactLoss: intact.meanLoss, rows: rows))
+        } else {
+            let ev = try scorer.evaluate(checkpoint.network, name: path)
+            let report = ScoreReport(checkpoint: path, sha256: shaBefore, checkpoint, ev)
+            text = try analysisJSON(ScoreDocument(
+                dataset: kind.rawValue, dataDir: directory, images: dataset.count, classNames: dataset.classNames,
+                batch: batchSize, threads: threads, results: [report]))
+        }
+        return try JSONDecoder().decode(JSONValue.self, from: Data(text.utf8))
+    }
+
+    /// The `lesion` object of an evaluation request.
+    public struct LesionSpec: Equatable, Sendable {
+        public var mode: LesionMode
+        public var seeds: Int
+        public var ks: [Int]
+
+        /// Parses and checks `{"mode": ..., "seeds"?: N, "k"?: [..]}`; errors name the field.
+        public init(json: JSONValue) throws {
+            guard case .object(let o) = json else { throw AnalysisError("lesion: must be an object") }
+            if let extra = o.keys.sorted().first(where: { !["mode", "seeds", "k"].contains($0) }) {
+                throw AnalysisError("lesion.\(extra): unknown field (expected mode, seeds, k)")
+            }
+            guard case .string(let m)? = o["mode"], let mode = LesionMode(rawValue: m) else {
+                throw AnalysisError("lesion.mode: expected \"single\", \"shuffle\" or \"drop-k\"")
+            }
+            self.mode = mode
+            switch o["seeds"] {
+            case nil, .null?: seeds = 5
+            case .int(let n)? where n > 0 && n <= 1000: seeds = n
+            default: throw AnalysisError("lesion.seeds: expected a positive integer up to 1000")
+            }
+            switch o["k"] {
+            case nil, .null?: ks = [1, 2, 4]
+            case .array(let a)?:
+                ks = try a.map {
+                    guard case .int(let k) = $0, k > 0 else { throw AnalysisError("lesion.k: expected positive integers") }
+                    return k
+                }
+                if ks.isEmpty || ks.count > 100 { throw AnalysisError("lesion.k: expected 1 to 100 values") }
+            default: throw AnalysisError("lesion.k: expected a list of positive integers like [1,2,4]")
+            }
+        }
+    }
+}
+
+/// Runs blocking `body` on a new thread and resumes with its result, so long computations
+/// never occupy the cooperative pool or an event loop.
+func runOnOwnThread<T: Sendable>(name: String, _ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        let thread = Thread { continuation.resume(with: Result { try body() }) }
+        thread.name = name
+        thread.stackSize = 16 << 20
+        thread.start()
+    }
+}

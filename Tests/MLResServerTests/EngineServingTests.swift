@@ -1,0 +1,270 @@
+import Foundation
+import MLResAnalysis
+import MLResHDF5
+import MLResModel
+@testable import MLResServer
+import MLResTraining
+import Testing
+
+/// fixtures/datasets (one folder per dataset, the layout `--data-dir` expects).
+private let datasetsFolder = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+    .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("fixtures/datasets").path
+
+/// Writes `network` as a real HDF5 checkpoint NAME.h5 in `directory`.
+private func writeCheckpoint(_ network: Network, _ directory: String, _ name: String) throws {
+    try CheckpointIO.write(Checkpoint(network: network), to: directory + "/\(name).h5")
+}
+
+@Suite("oneDNN engine backend and MLResAnalysis evaluations over HTTP")
+struct EngineServingTests {
+    @Test("bucket sizes: ascending, end at max-batch, at most 2·log2+2 plans, padding under a third")
+    func buckets() {
+        #expect(EngineBackend.bucketSizes(maxBatch: 64) == [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64])
+        #expect(EngineBackend.bucketSizes(maxBatch: 1) == [1])
+        #expect(EngineBackend.bucketSizes(maxBatch: 10) == [1, 2, 3, 4, 6, 8, 10])
+        for m in [1, 5, 7, 64, 100, 1000] {
+            let b = EngineBackend.bucketSizes(maxBatch: m)
+            #expect(b.last == m && b == b.sorted() && Set(b).count == b.count)
+            #expect(Double(b.count) <= 2 * log2(Double(m)) + 2)
+            for n in 1...m {
+                let size = b.first { $0 >= n }!
+                #expect(size - n < max(1, (size + 2) / 3), "batch \(n) pads to \(size)")
+            }
+        }
+    }
+
+    @Test("engine backend: padded buckets and split calls give each image its own logits")
+    func paddingIsInvisible() throws {
+        let f = try ReferenceFixture.load()
+        let backend = try EngineBackend(network: f.network, threads: 1, maxBatch: 4)
+        #expect(backend.buckets == [1, 2, 3, 4])
+        let imageSize = f.network.inputShape.reduce(1, *), k = f.network.numClasses
+        #expect(f.count == 2)
+        // Every image's reference logits (the fixture's two, ReferenceBackend for the rest).
+        var rng = SplitMix64(seed: 9)
+        let extra = (0 ..< 7 * imageSize).map { _ in Float(rng.nextUnit() * 4 - 2) }
+        let x = f.standardised + extra
+        let total = f.count + 7
+        let want = f.logits + (try ReferenceBackend(network: f.network).infer(extra, count: 7))
+        // 9 images: chunks of 4, 4 and 1; then 5 images (bucket 6 of max-batch 8 pads one).
+        let all = try backend.infer(x, count: total)
+        #expect(all.count == total * k)
+        for (a, b) in zip(all, want) { #expect(abs(a - b) <= 1e-4 * max(1, abs(b)), "\(a) vs \(b)") }
+        let wide = try EngineBackend(network: f.network, threads: 1, maxBatch: 8)
+        let five = try wide.infer(Array(x[0 ..< 5 * imageSize]), count: 5)
+        #expect(wide.plannedSizes == [6])
+        #expect(five.count == 5 * k)
+        for (a, b) in zip(five, want[0 ..< 5 * k]) { #expect(abs(a - b) <= 1e-4 * max(1, abs(b)), "\(a) vs \(b)") }
+        for (a, b) in zip(all[0 ..< 2 * k], f.logits) { #expect(abs(a - b) <= 1e-4 * max(1, abs(b))) }
+        #expect(Set(backend.plannedSizes) == [1, 4])
+        #expect(throws: (any Error).self) { try backend.infer([0, 1], count: 1) }
+    }
+
+    @Test("served by the engine over HTTP: logits match the numpy fixture and ReferenceBackend to 1e-4")
+    func engineMatchesReference() async throws {
+        let dir = temporaryFolder("engine")
+        defer { cleanup(dir) }
+        let f = try ReferenceFixture.load()
+        try writeCheckpoint(f.network, dir, "fx")
+        let s = try await TestServer.start(directory: dir, loader: ModelLoaders.engine)
+        let meta = try await s.get("/v2/models/fx")
+        #expect(meta.object["backend"] as? String == "onednn", "\(meta.text)")
+        let shape = [f.count] + f.network.inputShape
+        let r = try await s.post("/v2/models/fx/infer",
+                                 inferBody(shape: shape, datatype: "UINT8", data: f.uint8.map(String.init)))
+        #expect(r.status == 200, "\(r.text)")
+        let got = outputs(r)
+        let reference = try ReferenceBackend(network: f.network).infer(f.standardised, count: f.count)
+        #expect(got.logits.count == f.logits.count && got.logitsShape == [f.count, f.network.numClasses])
+        for (a, b) in zip(got.logits, f.logits) { #expect(abs(a - b) <= 1e-4 * max(1, abs(b)), "fixture: \(a) vs \(b)") }
+        for (a, b) in zip(got.logits, reference) { #expect(abs(a - b) <= 1e-4 * max(1, abs(b)), "reference: \(a) vs \(b)") }
+        try await s.stop()
+    }
+
+    @Test("concurrent requests to the engine backend are batched (fewer executions than requests)")
+    func engineBatches() async throws {
+        let dir = temporaryFolder("engine-batch")
+        defer { cleanup(dir) }
+        let net = SeedLoader.network(seed: 5)
+        try writeCheckpoint(net, dir, "tiny")
+        let s = try await TestServer.start(directory: dir, loader: ModelLoaders.engine) {
+            $0.batching = BatchingOptions(maxBatch: 16, maxQueueDelay: .milliseconds(100), maxQueue: 64)
+        }
+        let requests = 24
+        let replies = try await withThrowingTaskGroup(of: (Int, HTTPReply).self) { group in
+            for i in 0..<requests {
+                group.addTask {
+                    let px = testPixels(count: 1, seed: UInt64(300 + i))
+                    return (i, try await s.post("/v2/models/tiny/infer",
+                                                inferBody(shape: [1, 3, 6, 6], data: px.map { "\($0)" })))
+                }
+            }
+            var out: [Int: HTTPReply] = [:]
+            for try await (i, r) in group { out[i] = r }
+            return out
+        }
+        for i in 0..<requests {
+            let r = replies[i]!
+            #expect(r.status == 200, "\(r.text)")
+            let expected = try expectedLogits(net, pixels: testPixels(count: 1, seed: UInt64(300 + i)), count: 1)
+            let got = outputs(r).logits
+            #expect(got.count == expected.count)
+            for (a, b) in zip(got, expected) { #expect(abs(a - b) <= 1e-4 * max(1, abs(b))) }
+        }
+        let inferences = try await s.metric("mlres_inferences_total", ["model": "tiny"])
+        let executions = try await s.metric("mlres_executions_total", ["model": "tiny"])
+        #expect(inferences == Double(requests))
+        #expect(executions < Double(requests), "executions \(executions) for \(requests) requests")
+        #expect(executions >= 2)
+        try await s.stop()
+    }
+
+    func waitDone(_ s: TestServer, _ id: String) async throws -> HTTPReply {
+        for _ in 0..<1500 {
+            let r = try await s.get("/v1/evaluations/\(id)")
+            if let st = r.object["status"] as? String, st == "succeeded" || st == "failed" { return r }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        throw ClientError(description: "job \(id) did not finish")
+    }
+
+    @Test("evaluation jobs give the numbers of the MLResAnalysis scorer and lesion study called directly")
+    func evaluationMatchesScorer() async throws {
+        let dir = temporaryFolder("eval-real")
+        defer { cleanup(dir) }
+        var net = Network.initialized(Architecture(blocks: [2, 1], widths: [4, 8], inputShape: [1, 28, 28],
+                                                   numClasses: 10), seed: 11)
+        net.inputMean = [0.3]; net.inputStd = [0.35]
+        try writeCheckpoint(net, dir, "fm")
+        let s = try await TestServer.start(directory: dir, loader: ModelLoaders.engine,
+                                           evaluator: AnalysisEvaluation.evaluator(threads: 1),
+                                           dataDirectory: datasetsFolder)
+
+        // Direct: the scorer `mlres-eval score` uses, on the same files.
+        let ds = try DatasetSelection(kind: .fashionMNIST, dataDirectory: datasetsFolder + "/fashion-mnist").load(.test)
+        let scorer = try MLResAnalysis.Evaluator(dataset: ds, batchSize: AnalysisEvaluation.batchSize, threads: 1)
+        let direct = try scorer.evaluate(net)
+        let lesion = try LesionStudy.run(Checkpoint(network: net), evaluator: scorer, mode: .single)
+
+        let created = try await s.post("/v1/evaluations", #"{"model":"fm","dataset":"fashion-mnist"}"#)
+        #expect(created.status == 202, "\(created.text)")
+        let done = try await waitDone(s, try #require(created.object["id"] as? String))
+        #expect(done.object["status"] as? String == "succeeded", "\(done.text)")
+        let doc = try #require(done.object["result"] as? [String: Any])
+        #expect(doc["dataset"] as? String == "fashion-mnist" && doc["images"] as? Int == ds.count)
+        #expect(doc["class_names"] as? [String] == ds.classNames)
+        let result = try #require((doc["results"] as? [[String: Any]])?.first)
+        #expect(result["sha256"] as? String == (try SHA256Digest.hex(fileAt: dir + "/fm.h5")))
+        #expect(result["images"] as? Int == direct.count && result["correct"] as? Int == direct.correct)
+        #expect(abs((result["error"] as? Double ?? -1) - direct.error) <= 1e-12)
+        #expect(abs((result["mean_loss"] as? Double ?? -1) - direct.meanLoss) <= 1e-9 * max(1, direct.meanLoss))
+        #expect(result["confusion"] as? [[Int]] == direct.confusion)
+        #expect(result["blocks"] as? String == net.blocksDescription)
+
+        let lesioned = try await s.post("/v1/evaluations", #"{"model":"fm","dataset":"fashion-mnist","lesion":{"mode":"single"}}"#)
+        let ldone = try await waitDone(s, try #require(lesioned.object["id"] as? String))
+        #expect(ldone.object["status"] as? String == "succeeded", "\(ldone.text)")
+        let report = try #require(ldone.object["result"] as? [String: Any])
+        #expect(abs((report["intact_error"] as? Double ?? -1) - lesion.intact.error) <= 1e-12, "\(report.keys.sorted())")
+        let rows = report["rows"] as? [[String: Any]] ?? []
+        #expect(rows.count == lesion.rows.count && rows.count == 3)
+        for (got, want) in zip(rows, lesion.rows) {
+            #expect(got["label"] as? String == want.label)
+            #expect(abs((got["error"] as? Double ?? -1) - (want.error ?? -2)) <= 1e-12)
+        }
+
+        // Failures are reported on the job, naming the problem.
+        for (body, needle) in [(#"{"model":"fm","dataset":"mnist"}"#, "unknown"),
+                               (#"{"model":"fm","dataset":"cifar10"}"#, "inputs"),
+                               (#"{"model":"fm","dataset":"fashion-mnist","lesion":{"mode":"half"}}"#, "lesion.mode"),
+                               (#"{"model":"fm","dataset":"fashion-mnist","lesion":{"mode":"drop-k","k":[0]}}"#, "lesion.k")] {
+            let r = try await s.post("/v1/evaluations", body)
+            #expect(r.status == 202, "\(r.text)")
+            let d = try await waitDone(s, try #require(r.object["id"] as? String))
+            #expect(d.object["status"] as? String == "failed")
+            #expect((d.object["error"] as? String)?.contains(needle) == true, "\(body): \(d.text)")
+        }
+        // The file was replaced after loading: the job refuses to score other bytes.
+        net.inputStd = [0.5]
+        try writeCheckpoint(net, dir, "fm")
+        let stale = try await s.post("/v1/evaluations", #"{"model":"fm","dataset":"fashion-mnist"}"#)
+        let sd = try await waitDone(s, try #require(stale.object["id"] as? String))
+        #expect((sd.object["error"] as? String)?.contains("changed since") == true, "\(sd.text)")
+        try await s.stop()
+    }
+}
+
+@Suite("mlres-eval serve process: engine by default, passive OpenMP waiting")
+struct EngineProcessTests {
+    /// Starts `mlres-eval serve ARGS` with `OMP_WAIT_POLICY` set to `waitPolicy` (nil: removed).
+    static func launch(_ args: [String], waitPolicy: String?) throws -> (Process, Int) {
+        let p = Process()
+        p.executableURL = ProcessTests.executable
+        p.arguments = ["serve"] + args
+        var env = ProcessInfo.processInfo.environment
+        env["OMP_WAIT_POLICY"] = waitPolicy
+        p.environment = env
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        var text = ""
+        let deadline = Date().addingTimeInterval(60)
+        while Date() < deadline {
+            let chunk = out.fileHandleForReading.availableData
+            if chunk.isEmpty { break }
+            text += String(decoding: chunk, as: UTF8.self)
+            if let r = text.range(of: #"listening on http://127\.0\.0\.1:(\d+)"#, options: .regularExpression) {
+                return (p, Int(text[r].split(separator: ":").last!)!)
+            }
+        }
+        p.terminate()
+        throw ClientError(description: "serve did not report its port; stdout: \(text)")
+    }
+
+    /// `OMP_WAIT_POLICY` in the running process's environment (/proc/PID/environ).
+    static func waitPolicy(of pid: Int32) throws -> String? {
+        let raw = try Data(contentsOf: URL(fileURLWithPath: "/proc/\(pid)/environ"))
+        return raw.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+            .first { $0.hasPrefix("OMP_WAIT_POLICY=") }.map { String($0.dropFirst("OMP_WAIT_POLICY=".count)) }
+    }
+
+    @Test("serves with the engine by default (logits match ReferenceBackend), re-executed with OMP_WAIT_POLICY=passive; --backend reference; an explicit policy is kept")
+    func defaults() async throws {
+        guard RepositoryTests.hdf5Available else { return }
+        let dir = temporaryFolder("proc-engine")
+        defer { cleanup(dir) }
+        let net = SeedLoader.network(seed: 4)
+        try writeCheckpoint(net, dir, "m")
+        let px = testPixels(count: 3, seed: 21)
+        let expected = try expectedLogits(net, pixels: px, count: 3)
+        for (backend, policy, wantPolicy) in [(nil, nil, "passive"), ("reference", "active", "active")] as [(String?, String?, String)] {
+            let args = ["--models", dir, "--port", "0", "--threads", "1"] + (backend.map { ["--backend", $0] } ?? [])
+            let (p, port) = try await offPool { try Self.launch(args, waitPolicy: policy) }
+            defer { if p.isRunning { kill(p.processIdentifier, SIGKILL) } }
+            #expect(try Self.waitPolicy(of: p.processIdentifier) == wantPolicy)
+            let meta = try await RawHTTP.request(port: port, "GET", "/v2/models/m")
+            #expect(meta.object["backend"] as? String == (backend ?? "onednn"), "\(meta.text)")
+            let r = try await RawHTTP.json(port: port, "POST", "/v2/models/m/infer",
+                                           inferBody(shape: [3, 3, 6, 6], data: px.map { "\($0)" }))
+            #expect(r.status == 200, "\(r.text)")
+            let got = outputs(r).logits
+            #expect(got.count == expected.count)
+            for (a, b) in zip(got, expected) { #expect(abs(a - b) <= 1e-4 * max(1, abs(b))) }
+            kill(p.processIdentifier, SIGTERM)
+            p.waitUntilExit()
+            #expect(p.terminationStatus == 0)
+        }
+        let bad = Process()
+        bad.executableURL = ProcessTests.executable
+        bad.arguments = ["serve", "--models", dir, "--backend", "gpu"]
+        let err = Pipe()
+        bad.standardError = err
+        bad.standardOutput = FileHandle.nullDevice
+        try bad.run()
+        bad.waitUntilExit()
+        #expect(bad.terminationStatus != 0)
+        let message = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(message.contains("--backend gpu"), "\(message)")
+    }
+}
