@@ -7,7 +7,9 @@
 # Environment:
 #   MLRES_PEERS_VENV    venv with the peers (default ~/peers-venv; created if missing: ~7 GB)
 #   MLRES_PEERS_SCRIPT  the shared peer benchmark (default ../shared/bench/resnet_peers.py)
-#   MLRES_FRAMEWORKS_TRAIN / MLRES_FRAMEWORKS_INFER  peers per task (default torch-cl,tf / ort,torch-cl)
+#   MLRES_WAIT_IDLE     seconds to wait for idle CPUs before each measurement (default 120)
+#   MLRES_FRAMEWORKS_TRAIN / MLRES_FRAMEWORKS_INFER  peers per task (default torch-cl / ort: the
+#                       fastest peers here; add tf, torch, ... as comma lists)
 # Measure on a quiet machine: a compile running beside it distorts everything (the peer script
 # waits for idle CPUs and flags disturbed cases; mlres cases are run right after it).
 set -euo pipefail
@@ -23,8 +25,9 @@ while [ $# -gt 0 ]; do
 done
 VENV="${MLRES_PEERS_VENV:-$HOME/peers-venv}"
 PEERS="${MLRES_PEERS_SCRIPT:-../shared/bench/resnet_peers.py}"
-FW_TRAIN="${MLRES_FRAMEWORKS_TRAIN:-torch-cl,tf}"
-FW_INFER="${MLRES_FRAMEWORKS_INFER:-ort,torch-cl}"
+WAIT="${MLRES_WAIT_IDLE:-120}"
+FW_TRAIN="${MLRES_FRAMEWORKS_TRAIN:-torch-cl}"
+FW_INFER="${MLRES_FRAMEWORKS_INFER:-ort}"
 if [ ! -f "$PEERS" ]; then
   echo "bench-peers.sh: peer benchmark not found at $PEERS (set MLRES_PEERS_SCRIPT)" >&2; exit 2
 fi
@@ -53,8 +56,17 @@ for r in $(seq 1 "$ROUNDS"); do
       [ "$name" = wresnet14 ] && [ "$task" != train ] && continue
       fw="$FW_TRAIN"; [ "$mode" = infer ] && fw="$FW_INFER"
       "$VENV/bin/python" "$PEERS" --models "$name" --tasks "$task" --frameworks "$fw" \
-        --threads "$THREADS" --out "$OUT/peers-$name-$task-$r.json" >/dev/null 2>&1 || \
+        --threads "$THREADS" --wait-idle "$WAIT" --out "$OUT/peers-$name-$task-$r.json" >/dev/null 2>&1 || \
         echo "# peers $name $task round $r failed (see $OUT)" >&2
+      # Like the peer script: wait (up to 2 minutes) for other processes to leave the CPUs.
+      "$VENV/bin/python" - "$PEERS" "$WAIT" <<'PY' || true
+import os, sys
+sys.path.insert(0, os.path.dirname(os.path.abspath(sys.argv[1])))
+import resnet_peers
+waited, idle = resnet_peers.wait_for_idle(float(sys.argv[2]), 0.15)
+if not idle:
+    print("# machine not idle after %.0f s: mlres result may be disturbed" % waited, file=sys.stderr)
+PY
       "$MLRES" bench --blocks "$blocks" --widths "$widths" --batch "$batch" --mode "$mode" \
         --steps "$steps" --threads "$THREADS" --json > "$OUT/mlres-$name-$task-$r.json"
       echo "# round $r $name $task: mlres $(cat "$OUT/mlres-$name-$task-$r.json")"

@@ -47,7 +47,8 @@ public final class NetworkExecutor {
     let blocked: Bool
     /// Every trainable tensor, in ``Network/trainablePaths`` order.
     let params: [Param]
-    private var plans: [String: Plan] = [:]
+    private struct PlanKey: Hashable { let batch: Int; let mode: PlanMode }
+    private var plans: [PlanKey: Plan] = [:]
     /// Bumped whenever parameters or BN statistics change, so plans re-prepare their weights.
     private var version = 0
 
@@ -125,7 +126,7 @@ public final class NetworkExecutor {
     }
 
     private func plan(batch: Int, mode: PlanMode) throws -> Plan {
-        let key = "\(batch)/\(mode.rawValue)"
+        let key = PlanKey(batch: batch, mode: mode)
         let p = try plans[key] ?? Plan(engine: self, batch: batch, mode: mode)
         plans[key] = p
         p.prepare(version: version)
