@@ -68,11 +68,13 @@ for ((s = 0; s < seeds; s++)); do
         run="$out/seed$s/$model"
         echo "reproduce: seed $s, $model: mlres-train ${common[*]} ${flags[*]} --seed $s --out $run" >&2
         mkdir -p "$out/seed$s"
+        load0=$(cut -d' ' -f1 /proc/loadavg)
         start=$(date +%s.%N)
         "$BIN/mlres-train" "${common[@]}" "${flags[@]}" --seed "$s" --out "$run" --force > "$run.log"
         end=$(date +%s.%N)
-        python3 -c "import json,sys; json.dump({'process_seconds': float(sys.argv[2]) - float(sys.argv[1])}, open(sys.argv[3], 'w'))" \
-            "$start" "$end" "$run.time.json"
+        # Whole-process seconds and the load average before/after (other processes distort times).
+        python3 -c "import json,sys; json.dump({'process_seconds': float(sys.argv[2]) - float(sys.argv[1]), 'loadavg_before': sys.argv[4], 'loadavg_after': open('/proc/loadavg').read().split()[0]}, open(sys.argv[3], 'w'))" \
+            "$start" "$end" "$run.time.json" "$load0"
         "$BIN/mlres-eval" score "$run/last.h5" "${evalflags[@]}" --json > "$run.score.json"
     done
 done
