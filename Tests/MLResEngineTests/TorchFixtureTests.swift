@@ -3,6 +3,7 @@
 import Foundation
 import Testing
 import MLResModel
+import MLResHDF5
 @testable import MLResEngine
 
 private struct Fixture {
@@ -98,4 +99,24 @@ private func rel(_ a: Tensor, _ b: Tensor) -> Double {
             #expect(m < 1e-4, "momentum \(nt.path): relative error \(m)")
         }
     }
+}
+
+/// The same network as written by h5py (fixtures/torch/tiny.h5, by scripts/make_torch_fixtures.py):
+/// our validating reader accepts it, its tensors are the fixture's, and the engine's eval logits
+/// from the file match PyTorch's to 1e-4 relative.
+@Test func h5pyCheckpointScoresLikePyTorch() throws {
+    let fx = try Fixture()
+    let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        .appendingPathComponent("../../fixtures/torch/tiny.h5").standardized.path
+    let ckpt = try CheckpointIO.read(path: path)
+    let expected = fx.network()
+    #expect(ckpt.network.stepSizes == expected.stepSizes)
+    #expect(ckpt.network.architectureValue == expected.architectureValue)
+    for nt in expected.namedTensors {
+        #expect(ckpt.network.tensor(at: nt.path) == nt.tensor, "\(nt.path) differs from the fixture")
+    }
+    let ex = try NetworkExecutor(network: ckpt.network, batchSize: fx.meta.batch, threads: 2)
+    let z = try ex.forward(fx.tensor("input").data, count: fx.meta.batch)
+    let e = rel(Tensor(shape: [fx.meta.batch, fx.meta.num_classes], data: z), fx.tensor("eval/logits"))
+    #expect(e < 1e-4, "relative error \(e)")
 }
