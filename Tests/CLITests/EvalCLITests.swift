@@ -355,3 +355,19 @@ func cliLesionStudyAndPlots() throws {
     #expect(try py(["curves", a, "-o", dir + "/bad2.png"]) == 2)
     #expect(!FileManager.default.fileExists(atPath: dir + "/bad.png") && !FileManager.default.fileExists(atPath: dir + "/bad2.png"))
 }
+
+@Test("CLI eval: fashion-mnist defaults to the Debian package's folder (first 20 test images)",
+      .enabled(if: FileManager.default.fileExists(atPath: "/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz"),
+               "Debian package dataset-fashion-mnist"))
+func cliScoreDefaultFashionMNIST() throws {
+    let dir = try scratch()
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let a = dir + "/a.h5"
+    try writeNet(a)
+    let r = try eval("score", a, "--dataset", "fashion-mnist", "--test-subset", "20", "--json")
+    #expect(r.status == 0, "\(r.stderr)")
+    #expect(r.object["data_dir"] as? String == "/usr/share/datasets/fashion-mnist")
+    #expect(r.object["images"] as? Int == 20)
+    let conf = (r.object["results"] as? [[String: Any]])?.first?["confusion"] as? [[Int]] ?? []
+    #expect(conf.joined().reduce(0, +) == 20)
+}
