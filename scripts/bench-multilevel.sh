@@ -22,6 +22,7 @@ if [ -z "${MLRES_TRAIN:-}" ]; then
     MLRES_TRAIN=.build/release/mlres-train
 fi
 OUT=${OUT:-$(mktemp -d)}
+mkdir -p "$OUT"
 common="--dataset fashion-mnist --train-subset $SUBSET --test-subset $TEST_SUBSET --epochs $EPOCHS
         --batch $BATCH --threads $THREADS --widths $WIDTHS --seed 1"
 
