@@ -22,32 +22,34 @@ if [ -z "${MLRES_TRAIN:-}" ]; then
     MLRES_TRAIN=.build/release/mlres-train
 fi
 OUT=${OUT:-$(mktemp -d)}
+mkdir -p "$OUT"
 common="--dataset fashion-mnist --train-subset $SUBSET --test-subset $TEST_SUBSET --epochs $EPOCHS
         --batch $BATCH --threads $THREADS --widths $WIDTHS --seed 1"
 
-now() { date +%s.%N; }
-run() {  # name, extra flags...
+run() {  # name, extra flags... → prints "wall cpu" seconds (cpu = user + system)
     name=$1; shift
-    t0=$(now)
     # shellcheck disable=SC2086
-    "$MLRES_TRAIN" $common --out "$OUT/$name" --force "$@" > "$OUT/$name.log"
-    t1=$(now)
-    echo "$t0 $t1" | awk '{printf "%.1f", $2 - $1}'
+    /usr/bin/time -o "$OUT/$name.time" -f "%e %U %S" "$MLRES_TRAIN" $common --out "$OUT/$name" --force "$@" > "$OUT/$name.log"
+    awk '{printf "%.1f %.1f", $1, $2 + $3}' "$OUT/$name.time"
 }
 
 echo "Fashion-MNIST subset: $SUBSET train / $TEST_SUBSET test images, batch $BATCH, $EPOCHS epochs, cycles at $AT, $THREADS threads"
+echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 multi=$(run multilevel --blocks 2-2-2 --interpolate-at "$AT")
-echo "multi-level 2-2-2 → 4-4-4 → 8-8-8:  ${multi} s   ($(tail -n 1 "$OUT/multilevel.log"))"
+echo "multi-level 2-2-2 → 4-4-4 → 8-8-8: wall ${multi% *} s, cpu ${multi#* } s  ($(tail -n 1 "$OUT/multilevel.log"))"
 full=$(run full888 --blocks 8-8-8 --restart-at "$AT")
-echo "8-8-8 with the same LR cycles:     ${full} s   ($(tail -n 1 "$OUT/full888.log"))"
-python3 - "$multi" "$full" "$EPOCHS" "$AT" <<'PY'
+echo "8-8-8 with the same LR cycles:    wall ${full% *} s, cpu ${full#* } s  ($(tail -n 1 "$OUT/full888.log"))"
+echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
+python3 - "${multi% *}" "${full% *}" "$EPOCHS" "$AT" "${multi#* }" "${full#* }" <<'PY'
 import sys
 multi, full, epochs = float(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
+cm, cf = float(sys.argv[5]), float(sys.argv[6])
 at = [int(a) for a in sys.argv[4].split(",")]
 edges = [0] + at + [epochs]
 cyc = [b - a for a, b in zip(edges, edges[1:])]
 blocks = [6 * 2 ** k for k in range(len(cyc))]
 theory = sum(b * e for b, e in zip(blocks, cyc)) / (blocks[-1] * epochs)
-print(f"saving: {100 * (1 - multi / full):.1f}% (measured)   theory {100 * (1 - theory):.2f}% (Table 2 cost model)")
+print(f"saving: {100 * (1 - multi / full):.1f}% wall, {100 * (1 - cm / cf):.1f}% cpu (measured);"
+      f" theory {100 * (1 - theory):.2f}% (Table 2 cost model)")
 PY
 echo "runs and logs in $OUT"

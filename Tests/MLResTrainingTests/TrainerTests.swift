@@ -254,6 +254,27 @@ struct TrainerTests {
         #expect(!F.differingPaths(last, reset).isEmpty)
     }
 
+    @Test("Surgery on a mid-epoch checkpoint: the new cycle starts at that step, lr_max, to the end")
+    func surgeryMidEpoch() throws {
+        let dir = try F.scratch()
+        let t = try Trainer(F.request(out: dir, epochs: 4), quiet: true)
+        t.stopAtStep = 4
+        _ = try t.run()
+        let (edited, _) = try Surgery.interpolate(try CheckpointIO.read(path: dir + "/last.h5"))
+        try CheckpointIO.write(edited, to: dir + "/edited.h5")
+        var r = F.resume(dir + "/edited.h5"); r.logEvery = 1
+        let resumed = try Trainer(r, quiet: true)
+        #expect(resumed.plan.starts == [0, 4] && resumed.globalStep == 4)
+        resumed.stopAtStep = 6
+        _ = try resumed.run()
+        let steps = try F.metrics(dir, type: "step")
+        let lrs = steps.compactMap { F.number($0["lr"]) }
+        #expect(lrs.count == 2 && lrs[0] == 0.5 && abs(lrs[1] - F.referenceLR(1, 8)) < 1e-12)
+        let ts = try #require(try CheckpointIO.read(path: dir + "/last.h5").training)
+        #expect(ts.cycle == 1 && ts.stepInCycle == 2 && ts.cycleSteps == 8 && ts.epoch == 2)
+        #expect(try TrainConfig.parse(ts.config, file: "").extraCycleStarts == [4])
+    }
+
     @Test("Resume from a plain init checkpoint starts training it; its depth is kept")
     func resumeFromInit() throws {
         let dir = try F.scratch()
