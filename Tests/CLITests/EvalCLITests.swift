@@ -6,54 +6,9 @@ import MLResModel
 // End-to-end tests of the built `mlres-eval` (with `mlres-surgery` for the lesion
 // equivalence) on the committed Fashion-MNIST fixture (12 test images, 1x28x28).
 
-private struct EvalRun {
-    var status: Int32
-    var stdout: String
-    var stderr: String
-    /// stdout parsed as a JSON object (empty when it is not one).
-    var object: [String: Any] { ((try? JSONSerialization.jsonObject(with: Data(stdout.utf8))) as? [String: Any]) ?? [:] }
-}
-
-private let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-    .deletingLastPathComponent()
 private let fashion = packageRoot.appendingPathComponent("fixtures/datasets/fashion-mnist").path
 
-private func binDir() -> URL {
-    if let dir = ProcessInfo.processInfo.environment["MLRES_BIN_DIR"] { return URL(fileURLWithPath: dir) }
-    var dir = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
-    for _ in 0..<4 {
-        if FileManager.default.isExecutableFile(atPath: dir.appendingPathComponent("mlres-eval").path) { return dir }
-        dir = dir.deletingLastPathComponent()
-    }
-    return packageRoot.appendingPathComponent(".build/debug")
-}
-
-private func tool(_ name: String, _ args: [String]) throws -> EvalRun {
-    let p = Process()
-    p.executableURL = binDir().appendingPathComponent(name)
-    p.arguments = args
-    let tmp = FileManager.default.temporaryDirectory
-    let out = tmp.appendingPathComponent("eval-cli-\(UUID().uuidString).out")
-    let err = tmp.appendingPathComponent("eval-cli-\(UUID().uuidString).err")
-    _ = FileManager.default.createFile(atPath: out.path, contents: nil)
-    _ = FileManager.default.createFile(atPath: err.path, contents: nil)
-    defer { try? FileManager.default.removeItem(at: out); try? FileManager.default.removeItem(at: err) }
-    p.standardOutput = try FileHandle(forWritingTo: out)
-    p.standardError = try FileHandle(forWritingTo: err)
-    try p.run()
-    p.waitUntilExit()
-    return EvalRun(status: p.terminationStatus,
-                   stdout: (try? String(contentsOf: out, encoding: .utf8)) ?? "",
-                   stderr: (try? String(contentsOf: err, encoding: .utf8)) ?? "")
-}
-
-private func eval(_ args: String...) throws -> EvalRun { try tool("mlres-eval", args) }
-
-private func scratch() throws -> String {
-    let d = FileManager.default.temporaryDirectory.appendingPathComponent("mlres-eval-cli-\(UUID().uuidString)").path
-    try FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
-    return d
-}
+private func eval(_ args: String...) throws -> ToolRun { try runTool("mlres-eval", args) }
 
 /// A 1x28x28 checkpoint, blocks 3-1-2, widths 4-6-8, step sizes `hs`, random BN statistics.
 private func writeNet(_ path: String, hs: [[Double]] = [[0.5, 0.8, 0.6], [1.0], [0.7, 0.3]], seed: UInt64 = 3) throws {
@@ -104,7 +59,7 @@ private func readNPY(_ path: String) -> (shape: [Int], values: [Float])? {
 
 @Test("CLI eval: score --json schema for two checkpoints (one with h = 0 blocks), sha256, lineage, confusion")
 func cliScoreJSON() throws {
-    let dir = try scratch()
+    let dir = try scratchFolder()
     defer { try? FileManager.default.removeItem(atPath: dir) }
     let a = dir + "/a.h5", z = dir + "/zero.h5"
     try writeNet(a)
@@ -147,7 +102,7 @@ func cliScoreJSON() throws {
 
 @Test("CLI eval: --save-logits writes N×K float32 .npy in test order, agreeing with the scores")
 func cliSaveLogits() throws {
-    let dir = try scratch()
+    let dir = try scratchFolder()
     defer { try? FileManager.default.removeItem(atPath: dir) }
     let a = dir + "/a.h5", out = dir + "/logits.npy"
     try writeNet(a)
@@ -177,7 +132,7 @@ func cliSaveLogits() throws {
 
 @Test("CLI eval: norms --json schema; h = 0 blocks report ‖F‖ > 0 and ‖G‖ = 0; γ is the mean ‖G‖")
 func cliNorms() throws {
-    let dir = try scratch()
+    let dir = try scratchFolder()
     defer { try? FileManager.default.removeItem(atPath: dir) }
     let z = dir + "/zero.h5"
     try writeNet(z, hs: [[0.5, 0, 0.6], [0], [0.7, 0.3]])
@@ -209,7 +164,7 @@ func cliNorms() throws {
 
 @Test("CLI eval: lesion rows equal scoring the files mlres-surgery writes (remove, shuffle)")
 func cliLesionEqualsSurgeryFiles() throws {
-    let dir = try scratch()
+    let dir = try scratchFolder()
     defer { try? FileManager.default.removeItem(atPath: dir) }
     let a = dir + "/a.h5"
     try writeNet(a)
@@ -228,7 +183,7 @@ func cliLesionEqualsSurgeryFiles() throws {
     // Two removals (a deleted block and a shape-changing one set to h = 0) through the real tool.
     for block in ["0.1", "1.0"] {
         let out = dir + "/rm-\(block).h5"
-        let s = try tool("mlres-surgery", ["remove", a, "--block", block, "-o", out])
+        let s = try runTool("mlres-surgery", ["remove", a, "--block", block, "-o", out])
         #expect(s.status == 0, "\(s.stderr)")
         let scored = try scoreResult(out)
         let row = try #require(rows.first { $0["label"] as? String == "remove \(block)" })
@@ -243,7 +198,7 @@ func cliLesionEqualsSurgeryFiles() throws {
     let srows = shuffle.object["rows"] as? [[String: Any]] ?? []
     #expect(srows.count == 2)
     let out = dir + "/sh.h5"
-    #expect(try tool("mlres-surgery", ["shuffle", a, "--stage", "0", "--seed", "1", "-o", out]).status == 0)
+    #expect(try runTool("mlres-surgery", ["shuffle", a, "--stage", "0", "--seed", "1", "-o", out]).status == 0)
     let scored = try scoreResult(out)
     #expect(srows[1]["seed"] as? Int == 1)
     #expect(srows[1]["error"] as? Double == scored["error"] as? Double)
@@ -261,7 +216,7 @@ func cliLesionEqualsSurgeryFiles() throws {
 
 @Test("CLI eval: bad inputs give error: messages and exit 2 or 64, no output file")
 func cliEvalErrors() throws {
-    let dir = try scratch()
+    let dir = try scratchFolder()
     defer { try? FileManager.default.removeItem(atPath: dir) }
     let rgb = dir + "/rgb.h5"
     try CheckpointIO.write(Checkpoint(network: Network.initialized(Architecture(blocks: [1, 1], widths: [4, 8]), seed: 1)), to: rgb)
@@ -302,7 +257,7 @@ private func isPNG(_ path: String) -> Bool {
 @Test("CLI eval: scripts/lesion-study.sh and plot.py turn the JSON outputs into PNGs; bad input exits 2",
       .enabled(if: hasMatplotlib, "python3 with matplotlib (scripts/requirements.txt)"))
 func cliLesionStudyAndPlots() throws {
-    let dir = try scratch()
+    let dir = try scratchFolder()
     defer { try? FileManager.default.removeItem(atPath: dir) }
     let a = dir + "/a.h5", z = dir + "/z.h5"
     try writeNet(a)
@@ -313,7 +268,7 @@ func cliLesionStudyAndPlots() throws {
     p.arguments = [packageRoot.appendingPathComponent("scripts/lesion-study.sh").path, a, "fashion-mnist", study,
                    "--data-dir", fashion]
     var env = ProcessInfo.processInfo.environment
-    env["MLRES_EVAL"] = binDir().appendingPathComponent("mlres-eval").path
+    env["MLRES_EVAL"] = productsDirectory().appendingPathComponent("mlres-eval").path
     env["SEEDS"] = "2"; env["KS"] = "1,2"
     p.environment = env
     p.standardOutput = FileHandle.nullDevice
@@ -360,7 +315,7 @@ func cliLesionStudyAndPlots() throws {
       .enabled(if: FileManager.default.fileExists(atPath: "/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz"),
                "Debian package dataset-fashion-mnist"))
 func cliScoreDefaultFashionMNIST() throws {
-    let dir = try scratch()
+    let dir = try scratchFolder()
     defer { try? FileManager.default.removeItem(atPath: dir) }
     let a = dir + "/a.h5"
     try writeNet(a)

@@ -7,58 +7,7 @@ import MLResModel
 // checkpoint files. They need the HDF5 reader/writer and the built products (`swift build`
 // before `swift test`, which `swift test` does by itself).
 
-/// Result of running one tool.
-private struct ToolRun {
-    var status: Int32
-    var stdout: String
-    var stderr: String
-}
-
-/// The folder holding the built executables: $MLRES_BIN_DIR, else beside the test binary,
-/// else <package>/.build/debug.
-private func productsDirectory() -> URL {
-    if let dir = ProcessInfo.processInfo.environment["MLRES_BIN_DIR"] { return URL(fileURLWithPath: dir) }
-    var candidates: [URL] = []
-    let exe = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
-    var dir = exe.deletingLastPathComponent()
-    for _ in 0..<4 { candidates.append(dir); dir = dir.deletingLastPathComponent() }
-    let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent()
-    candidates.append(root.appendingPathComponent(".build/debug"))
-    for c in candidates where FileManager.default.isExecutableFile(atPath: c.appendingPathComponent("mlres-surgery").path) {
-        return c
-    }
-    return root.appendingPathComponent(".build/debug")
-}
-
-/// Runs `tool args...`, capturing stdout and stderr through files (no pipe deadlock).
-private func run(_ tool: String, _ args: [String]) throws -> ToolRun {
-    let p = Process()
-    p.executableURL = productsDirectory().appendingPathComponent(tool)
-    p.arguments = args
-    let tmp = FileManager.default.temporaryDirectory
-    let out = tmp.appendingPathComponent("surgery-cli-\(UUID().uuidString).out")
-    let err = tmp.appendingPathComponent("surgery-cli-\(UUID().uuidString).err")
-    _ = FileManager.default.createFile(atPath: out.path, contents: nil)
-    _ = FileManager.default.createFile(atPath: err.path, contents: nil)
-    defer { try? FileManager.default.removeItem(at: out); try? FileManager.default.removeItem(at: err) }
-    p.standardOutput = try FileHandle(forWritingTo: out)
-    p.standardError = try FileHandle(forWritingTo: err)
-    try p.run()
-    p.waitUntilExit()
-    return ToolRun(status: p.terminationStatus,
-                   stdout: (try? String(contentsOf: out, encoding: .utf8)) ?? "",
-                   stderr: (try? String(contentsOf: err, encoding: .utf8)) ?? "")
-}
-
-private func surgery(_ args: String...) throws -> ToolRun { try run("mlres-surgery", args) }
-
-/// A fresh temporary folder.
-private func scratchFolder() throws -> String {
-    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("mlres-surgery-cli-\(UUID().uuidString)")
-    try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-    return dir.path
-}
+private func surgery(_ args: String...) throws -> ToolRun { try runTool("mlres-surgery", args) }
 
 private func listing(_ dir: String) -> [String] {
     ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).sorted()
@@ -86,7 +35,7 @@ func cliInterpolateFromInit() throws {
     let dir = try scratchFolder()
     defer { try? FileManager.default.removeItem(atPath: dir) }
     let ckpt = dir + "/ckpt.h5"
-    let initRun = try run("mlres-train", ["init", "--blocks", "2-2-2", "--widths", "16,32,64", "--classes", "10",
+    let initRun = try runTool("mlres-train", ["init", "--blocks", "2-2-2", "--widths", "16,32,64", "--classes", "10",
                                           "--input-shape", "3,32,32", "--seed", "0", "-o", ckpt])
     #expect(initRun.status == 0, "\(initRun.stderr)")
     let sha0 = try SHA256Digest.hex(fileAt: ckpt)
@@ -162,7 +111,7 @@ func cliRefusalsLeaveNothing() throws {
         ["interpolate", a, "--first-block", "self"],
     ]
     for args in cases {
-        let r = try run("mlres-surgery", args)
+        let r = try runTool("mlres-surgery", args)
         #expect(r.status == 2, "\(args): status \(r.status) \(r.stderr)")
         #expect(r.stderr.hasPrefix("error: \(a): "), "\(args): \(r.stderr)")
         #expect(listing(dir) == before, "\(args) left \(listing(dir))")
