@@ -31,19 +31,11 @@ struct Bench: ParsableCommand {
     @Flag(help: "Print one JSON object.")
     var json = false
 
-    static func ints(_ text: String, separator: Character, flag: String) throws -> [Int] {
-        let parts = text.split(separator: separator, omittingEmptySubsequences: false)
-        let v = parts.compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
-        guard !parts.isEmpty, v.count == parts.count, v.allSatisfy({ $0 > 0 }) else {
-            throw ValidationError("\(flag): expected positive integers separated by '\(separator)', got '\(text)'")
-        }
-        return v
-    }
 
     func run() throws {
-        let arch = Architecture(blocks: try Bench.ints(blocks, separator: "-", flag: "--blocks"),
-                                widths: try Bench.ints(widths, separator: ",", flag: "--widths"),
-                                inputShape: try Bench.ints(inputShape, separator: ",", flag: "--input-shape"),
+        let arch = Architecture(blocks: try positiveIntegers(blocks, separator: "-", flag: "--blocks"),
+                                widths: try positiveIntegers(widths, separator: ",", flag: "--widths"),
+                                inputShape: try positiveIntegers(inputShape, separator: ",", flag: "--input-shape"),
                                 numClasses: classes)
         if let msg = arch.validationError() { throw ValidationError(msg) }
         guard batch > 0 else { throw ValidationError("--batch must be positive (got \(batch))") }

@@ -28,19 +28,11 @@ struct Init: ParsableCommand {
     @Flag(help: "Compress tensors with shuffle+deflate.")
     var compress = false
 
-    static func parseList(_ text: String, separator: Character, flag: String) throws -> [Int] {
-        let parts = text.split(separator: separator, omittingEmptySubsequences: false)
-        let values = parts.compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
-        guard !parts.isEmpty, values.count == parts.count else {
-            throw ValidationError("\(flag) \"\(text)\" is not a list of integers separated by '\(separator)'")
-        }
-        return values
-    }
 
     func run() throws {
-        let arch = Architecture(blocks: try Self.parseList(blocks, separator: "-", flag: "--blocks"),
-                                widths: try Self.parseList(widths, separator: ",", flag: "--widths"),
-                                inputShape: try Self.parseList(inputShape, separator: ",", flag: "--input-shape"),
+        let arch = Architecture(blocks: try positiveIntegers(blocks, separator: "-", flag: "--blocks"),
+                                widths: try positiveIntegers(widths, separator: ",", flag: "--widths"),
+                                inputShape: try positiveIntegers(inputShape, separator: ",", flag: "--input-shape"),
                                 numClasses: classes)
         if let e = arch.validationError() { throw ValidationError(e) }
         guard h.isFinite && h >= 0 else { throw ValidationError("--h must be a finite number >= 0 (got \(h))") }
