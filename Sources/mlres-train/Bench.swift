@@ -31,13 +31,8 @@ struct Bench: ParsableCommand {
     @Flag(help: "Print one JSON object.")
     var json = false
 
-
     func run() throws {
-        let arch = Architecture(blocks: try positiveIntegers(blocks, separator: "-", flag: "--blocks"),
-                                widths: try positiveIntegers(widths, separator: ",", flag: "--widths"),
-                                inputShape: try positiveIntegers(inputShape, separator: ",", flag: "--input-shape"),
-                                numClasses: classes)
-        if let msg = arch.validationError() { throw ValidationError(msg) }
+        let arch = try architecture(blocks: blocks, widths: widths, inputShape: inputShape, classes: classes)
         guard batch > 0 else { throw ValidationError("--batch must be positive (got \(batch))") }
         guard steps > 0, warmup >= 0 else { throw ValidationError("--steps must be positive and --warmup non-negative") }
         if let threads, threads < 1 { throw ValidationError("--threads must be positive (got \(threads))") }

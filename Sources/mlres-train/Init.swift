@@ -28,13 +28,8 @@ struct Init: ParsableCommand {
     @Flag(help: "Compress tensors with shuffle+deflate.")
     var compress = false
 
-
     func run() throws {
-        let arch = Architecture(blocks: try positiveIntegers(blocks, separator: "-", flag: "--blocks"),
-                                widths: try positiveIntegers(widths, separator: ",", flag: "--widths"),
-                                inputShape: try positiveIntegers(inputShape, separator: ",", flag: "--input-shape"),
-                                numClasses: classes)
-        if let e = arch.validationError() { throw ValidationError(e) }
+        let arch = try architecture(blocks: blocks, widths: widths, inputShape: inputShape, classes: classes)
         guard h.isFinite && h >= 0 else { throw ValidationError("--h must be a finite number >= 0 (got \(h))") }
         if !force && FileManager.default.fileExists(atPath: output) {
             FileHandle.standardError.write(Data("error: \(output): already exists (pass --force to replace it)\n".utf8))

@@ -17,18 +17,7 @@ struct BatchingTests {
         }
         let net = SeedLoader.network(seed: 5)
         let requests = 24
-        let replies = try await withThrowingTaskGroup(of: (Int, HTTPReply).self) { group in
-            for i in 0..<requests {
-                group.addTask {
-                    let px = testPixels(count: 1, seed: UInt64(100 + i))
-                    return (i, try await s.post("/v2/models/tiny/infer",
-                                                inferBody(shape: [1, 3, 6, 6], data: px.map { "\($0)" })))
-                }
-            }
-            var out: [Int: HTTPReply] = [:]
-            for try await (i, r) in group { out[i] = r }
-            return out
-        }
+        let replies = try await concurrentSingleImageInfers(s, model: "tiny", count: requests, seedBase: 100)
         // Every request got its own image's logits back (results were split correctly).
         for i in 0..<requests {
             let r = replies[i]!

@@ -91,18 +91,7 @@ struct EngineServingTests {
             $0.batching = BatchingOptions(maxBatch: 16, maxQueueDelay: .milliseconds(100), maxQueue: 64)
         }
         let requests = 24
-        let replies = try await withThrowingTaskGroup(of: (Int, HTTPReply).self) { group in
-            for i in 0..<requests {
-                group.addTask {
-                    let px = testPixels(count: 1, seed: UInt64(300 + i))
-                    return (i, try await s.post("/v2/models/tiny/infer",
-                                                inferBody(shape: [1, 3, 6, 6], data: px.map { "\($0)" })))
-                }
-            }
-            var out: [Int: HTTPReply] = [:]
-            for try await (i, r) in group { out[i] = r }
-            return out
-        }
+        let replies = try await concurrentSingleImageInfers(s, model: "tiny", count: requests, seedBase: 300)
         for i in 0..<requests {
             let r = replies[i]!
             #expect(r.status == 200, "\(r.text)")

@@ -317,3 +317,21 @@ func outputs(_ reply: HTTPReply) -> (logits: [Float], classes: [Int], logitsShap
     return (floats(l?["data"]), (c?["data"] as? [Any])?.compactMap { ($0 as? NSNumber)?.intValue } ?? [],
             (l?["shape"] as? [Any])?.compactMap { ($0 as? NSNumber)?.intValue } ?? [])
 }
+
+/// Sends `count` single-image (3x6x6) inference requests to `model` at once; image i is
+/// `testPixels(count: 1, seed: seedBase + i)`. Returns the replies by request index.
+func concurrentSingleImageInfers(_ s: TestServer, model: String, count: Int,
+                                 seedBase: UInt64) async throws -> [Int: HTTPReply] {
+    try await withThrowingTaskGroup(of: (Int, HTTPReply).self) { group in
+        for i in 0..<count {
+            group.addTask {
+                let px = testPixels(count: 1, seed: seedBase + UInt64(i))
+                return (i, try await s.post("/v2/models/\(model)/infer",
+                                            inferBody(shape: [1, 3, 6, 6], data: px.map { "\($0)" })))
+            }
+        }
+        var out: [Int: HTTPReply] = [:]
+        for try await (i, r) in group { out[i] = r }
+        return out
+    }
+}
