@@ -75,7 +75,6 @@ final class BlockPlan {
         self.geo = g; self.params = params; self.mode = mode
         self.x = x; self.y = y; self.dy = dy; self.dx = dx
         let n = st.batch
-        let training = mode == .train
         hScale = try Mem(dims: [1], tag: dnnl_a)
         hScale.floats[0] = g.h
         shortcut = g.changesShape

@@ -190,7 +190,7 @@ private func inputA() -> A { A([batch, 2, 6, 6], input().map(Double.init)) }
     // NHWC on AVX-512; both must match the reference.
     let isa = CPUISA.effective
     #expect(isa.activationBlock == (isa.includes(.avx512Core) ? 16 : isa.includes(.avx2) ? 8 : 0))
-    let net = Network.initialized(Architecture(blocks: [1, 1], widths: [8, 16], inputShape: [3, 4, 4], numClasses: 3),
+    let net = Network.initialized(Architecture(blocks: [1, 2], widths: [8, 16], inputShape: [3, 4, 4], numClasses: 3),
                                   seed: 11, h: 0.5)
     let n = 2, labels = [1, 2]
     let x = randomInput(count: n * 3 * 4 * 4, seed: 12)
@@ -201,8 +201,9 @@ private func inputA() -> A { A([batch, 2, 6, 6], input().map(Double.init)) }
     let z = try ex.forward(x, count: n) { seen.append($0) }
     #expect(relError(z.map(Double.init), Ref.evalLogits(net, xa).v) < 1e-5)
     #expect(relError(try ex.forward(x, count: n).map(Double.init), Ref.evalLogits(net, xa).v) < 1e-5)
-    let s = Ref.shortcut(A(seen[0].input), cout: 16, stride: 2)
-    #expect(relError(seen[1].input, s + A(seen[0].residual)) < 1e-6)
+    #expect(seen.count == 3)
+    let s = Ref.shortcut(A(seen[1].input), cout: 16, stride: 2)
+    #expect(relError(seen[2].input, s + A(seen[1].residual)) < 1e-6)
     let (loss, _) = try ex.computeGradients(input: x, labels: labels)
     let ref = Ref.trainForwardBackward(net, xa, labels)
     #expect(abs(loss - ref.loss) < 1e-5 * ref.loss)
