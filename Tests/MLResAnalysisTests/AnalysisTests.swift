@@ -4,7 +4,7 @@ import MLResAnalysis
 import MLResEngine
 import MLResHDF5
 import MLResModel
-import MLResTraining
+import MLResData
 
 /// Error, loss, confusion and logits of a float64 forward pass.
 private func reference(_ net: Network, _ ds: Dataset) -> (logits: D, correct: Int, loss: Double, confusion: [[Int]]) {

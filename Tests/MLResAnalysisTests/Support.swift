@@ -1,6 +1,6 @@
 import Foundation
 import MLResModel
-import MLResTraining
+import MLResData
 
 /// The committed dataset fixtures (scripts/make_dataset_fixtures.py).
 enum Fix {

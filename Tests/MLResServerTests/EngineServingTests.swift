@@ -3,7 +3,7 @@ import MLResAnalysis
 import MLResHDF5
 import MLResModel
 @testable import MLResServer
-import MLResTraining
+import MLResData
 import Testing
 
 /// fixtures/datasets (one folder per dataset, the layout `--data-dir` expects).

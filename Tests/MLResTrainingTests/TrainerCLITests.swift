@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import MLResHDF5
 import MLResModel
+@testable import MLResData
 @testable import MLResTraining
 
 // The built `mlres-train` executable: SIGTERM mid-run, progress without a terminal, JSON
