@@ -65,19 +65,25 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
-        .testTarget(name: "MLResModelTests", dependencies: ["MLResModel"]),
-        .testTarget(name: "MLResHDF5Tests", dependencies: ["MLResModel", "MLResHDF5"],
+        // What every test target shares: the float64 reference network, the test-network
+        // builder, the closeness check, and the launcher of the built executables.
+        .target(name: "MLResTestSupport", dependencies: ["MLResModel"], path: "Tests/MLResTestSupport"),
+
+        .testTarget(name: "MLResModelTests", dependencies: ["MLResModel", "MLResTestSupport"]),
+        .testTarget(name: "MLResHDF5Tests", dependencies: ["MLResModel", "MLResHDF5", "MLResTestSupport"],
                     resources: []),
         .testTarget(name: "MLResEngineTests",
-                    dependencies: ["MLResModel", "MLResEngine", "MLResHDF5"]),
+                    dependencies: ["MLResModel", "MLResEngine", "MLResHDF5", "MLResTestSupport"]),
         .testTarget(name: "MLResTrainingTests",
-                    dependencies: ["MLResModel", "MLResData", "MLResTraining", "MLResHDF5", "MLResEngine"]),
+                    dependencies: ["MLResModel", "MLResData", "MLResTraining", "MLResHDF5", "MLResEngine",
+                                   "MLResTestSupport"]),
         .testTarget(name: "MLResAnalysisTests",
-                    dependencies: ["MLResAnalysis", "MLResModel", "MLResHDF5", "MLResEngine", "MLResData"]),
-        .testTarget(name: "CLITests", dependencies: ["MLResModel", "MLResHDF5"]),
+                    dependencies: ["MLResAnalysis", "MLResModel", "MLResHDF5", "MLResEngine", "MLResData",
+                                   "MLResTestSupport"]),
+        .testTarget(name: "CLITests", dependencies: ["MLResModel", "MLResHDF5", "MLResTestSupport"]),
         .testTarget(name: "MLResServerTests",
                     dependencies: ["MLResServer", "MLResModel", "MLResHDF5", "MLResEngine",
-                                   "MLResData", "MLResAnalysis"],
+                                   "MLResData", "MLResAnalysis", "MLResTestSupport"],
                     exclude: ["Fixtures"]),
     ],
     swiftLanguageModes: [.v5]
