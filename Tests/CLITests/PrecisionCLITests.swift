@@ -2,25 +2,18 @@
 // message naming the ISA. The CPU without bf16 is simulated by capping oneDNN's dispatch with
 // its environment variable ONEDNN_MAX_CPU_ISA=AVX2 (a real AVX2-only CPU gives the same answer).
 import Foundation
+import MLResTestSupport
 import Testing
 
 /// Runs a built tool with extra environment variables (stdout/stderr through files).
-private func runTool(_ tool: String, _ args: [String], environment extra: [String: String]) throws -> ToolRun {
-    let p = Process()
-    p.executableURL = productsDirectory().appendingPathComponent(tool)
-    p.arguments = args
-    p.environment = ProcessInfo.processInfo.environment.merging(extra) { $1 }
+private func runTool(_ tool: String, _ args: [String], environment: [String: String?]) throws -> ToolRun {
     let dir = try scratchFolder()
     defer { try? FileManager.default.removeItem(atPath: dir) }
-    let out = URL(fileURLWithPath: dir + "/out"), err = URL(fileURLWithPath: dir + "/err")
-    _ = FileManager.default.createFile(atPath: out.path, contents: nil)
-    _ = FileManager.default.createFile(atPath: err.path, contents: nil)
-    p.standardOutput = try FileHandle(forWritingTo: out)
-    p.standardError = try FileHandle(forWritingTo: err)
-    try p.run()
+    let p = try startTool(tool, args, stdout: dir + "/out", stderr: dir + "/err", environment: environment)
     p.waitUntilExit()
-    return ToolRun(status: p.terminationStatus, stdout: (try? String(contentsOf: out, encoding: .utf8)) ?? "",
-                   stderr: (try? String(contentsOf: err, encoding: .utf8)) ?? "")
+    return ToolRun(status: p.terminationStatus,
+                   stdout: (try? String(contentsOfFile: dir + "/out", encoding: .utf8)) ?? "",
+                   stderr: (try? String(contentsOfFile: dir + "/err", encoding: .utf8)) ?? "")
 }
 
 @Test func benchRefusesBF16WithoutTheISA() throws {

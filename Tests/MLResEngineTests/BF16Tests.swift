@@ -21,6 +21,7 @@
 import Foundation
 import Testing
 import MLResModel
+import MLResTestSupport
 @testable import MLResEngine
 
 /// Unit roundoff of bf16: 2⁻⁸.
@@ -32,7 +33,7 @@ private let bf16Available = CPUISA.effective.includes(.avx512CoreBF16)
 private let batch = 4
 private let labels = [0, 2, 1, 2]
 private func input() -> [Float] { randomInput(count: batch * 2 * 6 * 6, seed: 42) }
-private func inputA() -> A { A([batch, 2, 6, 6], input().map(Double.init)) }
+private func inputA() -> Array64 { Array64([batch, 2, 6, 6], input().map(Double.init)) }
 
 /// A bf16 executor, or nil after checking that this CPU refuses bf16 with a message that names
 /// the missing ISA and the one oneDNN dispatches.
@@ -167,7 +168,7 @@ private func bf16Executor(_ net: Network, batch n: Int = batch) throws -> Networ
                                   seed: 5, h: 0.5)
     let n = 2
     let x = randomInput(count: n * 3 * 4 * 4, seed: 8)
-    let xa = A([n, 3, 4, 4], x.map(Double.init))
+    let xa = Array64([n, 3, 4, 4], x.map(Double.init))
     guard let ex = try bf16Executor(net, batch: n) else { return }
     let ref = Ref.evalLogits(net, xa).v
     #expect(relError(try ex.forward(x, count: n).map(Double.init), ref) < forwardTolerance)
