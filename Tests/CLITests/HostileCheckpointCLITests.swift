@@ -1,4 +1,5 @@
 import Foundation
+import MLResTestSupport
 import Testing
 
 /// The CLI side of issue 13's hostile-file family: for mutants of every class made by
