@@ -5,13 +5,18 @@ import Foundation
 import MLResTestSupport
 import Testing
 
+private struct EnvRun {
+    var status: Int32, stdout: String, stderr: String
+    var object: [String: Any] { ((try? JSONSerialization.jsonObject(with: Data(stdout.utf8))) as? [String: Any]) ?? [:] }
+}
+
 /// Runs a built tool with extra environment variables (stdout/stderr through files).
-private func runTool(_ tool: String, _ args: [String], environment: [String: String?]) throws -> ToolRun {
+private func runTool(_ tool: String, _ args: [String], environment: [String: String?]) throws -> EnvRun {
     let dir = try scratchFolder()
     defer { try? FileManager.default.removeItem(atPath: dir) }
     let p = try startTool(tool, args, stdout: dir + "/out", stderr: dir + "/err", environment: environment)
     p.waitUntilExit()
-    return ToolRun(status: p.terminationStatus,
+    return EnvRun(status: p.terminationStatus,
                    stdout: (try? String(contentsOfFile: dir + "/out", encoding: .utf8)) ?? "",
                    stderr: (try? String(contentsOfFile: dir + "/err", encoding: .utf8)) ?? "")
 }
