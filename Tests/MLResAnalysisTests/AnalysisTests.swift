@@ -4,8 +4,8 @@ import MLResAnalysis
 import MLResEngine
 import MLResHDF5
 import MLResModel
+import MLResData
 import MLResTestSupport
-import MLResTraining
 
 /// Error, loss, confusion and logits of a float64 forward pass.
 private func reference(_ net: Network, _ ds: Dataset) -> (logits: Array64, correct: Int, loss: Double, confusion: [[Int]]) {

@@ -1,7 +1,7 @@
 import Foundation
 import MLResModel
+import MLResData
 import MLResTestSupport
-import MLResTraining
 
 /// The committed dataset fixtures (scripts/make_dataset_fixtures.py).
 enum Fix {

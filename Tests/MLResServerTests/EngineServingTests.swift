@@ -4,7 +4,7 @@ import MLResHDF5
 import MLResModel
 import MLResTestSupport
 @testable import MLResServer
-import MLResTraining
+import MLResData
 import Testing
 
 /// fixtures/datasets (one folder per dataset, the layout `--data-dir` expects).

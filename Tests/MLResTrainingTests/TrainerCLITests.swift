@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import MLResHDF5
 import MLResModel
+@testable import MLResData
 import MLResTestSupport
 @testable import MLResTraining
 
