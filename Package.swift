@@ -7,6 +7,8 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .library(name: "MLResModel", targets: ["MLResModel"]),
+        // For the checkpoint reader's libFuzzer harness (Fuzz/ReaderFuzzer, a package of its own).
+        .library(name: "MLResHDF5", targets: ["MLResHDF5"]),
         .executable(name: "mlres-train", targets: ["mlres-train"]),
         .executable(name: "mlres-surgery", targets: ["mlres-surgery"]),
         .executable(name: "mlres-eval", targets: ["mlres-eval"]),
@@ -21,6 +23,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio", from: "2.0.0"),
         // SHA-256 of checkpoint files and tensors (BoringSSL's, with the CPU's SHA extensions).
         .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
+        // Property-based testing in Swift Testing (the JSON parser's property tests).
+        .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
     ],
     targets: [
         // System libraries (Debian packages): the only C the project touches.
@@ -87,7 +91,8 @@ let package = Package(
         .testTarget(name: "CLITests", dependencies: ["MLResModel", "MLResHDF5", "MLResTestSupport"]),
         .testTarget(name: "MLResServerTests",
                     dependencies: ["MLResServer", "MLResModel", "MLResHDF5", "MLResEngine",
-                                   "MLResData", "MLResAnalysis", "MLResTestSupport"],
+                                   "MLResData", "MLResAnalysis", "MLResTestSupport",
+                                   .product(name: "PropertyBased", package: "swift-property-based")],
                     exclude: ["Fixtures"]),
     ],
     swiftLanguageModes: [.v5]
