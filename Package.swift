@@ -19,6 +19,8 @@ let package = Package(
         // (graceful shutdown) and NIOCore (the bound port) directly.
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.0.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.0.0"),
+        // NIOHTTPTypes: the HTTP parts the server's request-deadline channel handler sees.
+        .package(url: "https://github.com/apple/swift-nio-extras", from: "1.35.2"),
     ],
     targets: [
         // System libraries (Debian packages): the only C the project touches.
@@ -41,8 +43,10 @@ let package = Package(
                 dependencies: ["MLResModel", "MLResHDF5", "MLResEngine", "MLResTraining"]),
         // HTTP inference server (Open Inference Protocol v2) with dynamic batching.
         .target(name: "MLResServer", dependencies: [
-            "MLResModel", "MLResHDF5", "MLResEngine", "MLResTraining", "MLResAnalysis",
+            "MLResModel", "MLResHDF5", "MLResEngine", "MLResTraining", "MLResAnalysis", "CZlib",
             .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "HummingbirdCore", package: "hummingbird"),
+            .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
             .product(name: "Prometheus", package: "swift-prometheus"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "NIOCore", package: "swift-nio"),

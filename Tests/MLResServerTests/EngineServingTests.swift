@@ -183,6 +183,38 @@ struct EngineServingTests {
     }
 }
 
+extension EngineServingTests {
+    @Test("evaluations take labels like the CLI evaluators: a 20-class CIFAR-100 network scores on the coarse labels")
+    func evaluationLabels() async throws {
+        let dir = temporaryFolder("eval-labels")
+        defer { cleanup(dir) }
+        let net = Network.initialized(Architecture(blocks: [1, 1], widths: [4, 8], inputShape: [3, 32, 32], numClasses: 20), seed: 5)
+        try writeCheckpoint(net, dir, "coarse20")
+        let s = try await TestServer.start(directory: dir, loader: ModelLoaders.engine,
+                                           evaluator: AnalysisEvaluation.evaluator(threads: 1),
+                                           dataDirectory: datasetsFolder)
+        let ds = try DatasetSelection(kind: .cifar100, dataDirectory: datasetsFolder + "/cifar100", coarseLabels: true).load(.test)
+        let direct = try MLResAnalysis.Evaluator(dataset: ds, batchSize: AnalysisEvaluation.batchSize, threads: 1).evaluate(net)
+        for body in [#"{"model":"coarse20","dataset":"cifar100"}"#, #"{"model":"coarse20","dataset":"cifar100","labels":"coarse"}"#] {
+            let r = try await s.post("/v1/evaluations", body)
+            #expect(r.status == 202, "\(r.text)")
+            let done = try await waitDone(s, try #require(r.object["id"] as? String))
+            #expect(done.object["status"] as? String == "succeeded", "\(body): \(done.text)")
+            let result = ((done.object["result"] as? [String: Any])?["results"] as? [[String: Any]])?.first
+            #expect(result?["correct"] as? Int == direct.correct && result?["confusion"] as? [[Int]] == direct.confusion, "\(body)")
+        }
+        let fine = try await s.post("/v1/evaluations", #"{"model":"coarse20","dataset":"cifar100","labels":"fine"}"#)
+        let fd = try await waitDone(s, try #require(fine.object["id"] as? String))
+        #expect(fd.object["status"] as? String == "failed" && (fd.object["error"] as? String)?.contains("100") == true, "\(fd.text)")
+        let wrongSet = try await s.post("/v1/evaluations", #"{"model":"coarse20","dataset":"cifar10","labels":"coarse"}"#)
+        let wd = try await waitDone(s, try #require(wrongSet.object["id"] as? String))
+        #expect((wd.object["error"] as? String)?.contains("applies to cifar100 only") == true, "\(wd.text)")
+        let bad = try await s.post("/v1/evaluations", #"{"model":"coarse20","dataset":"cifar100","labels":"medium"}"#)
+        #expect(bad.status == 400 && bad.field == "labels", "\(bad.text)")
+        try await s.stop()
+    }
+}
+
 @Suite("mlres-eval serve process: engine by default, passive OpenMP waiting")
 struct EngineProcessTests {
     /// Starts `mlres-eval serve ARGS` with `OMP_WAIT_POLICY` set to `waitPolicy` (nil: removed).
@@ -218,7 +250,7 @@ struct EngineProcessTests {
             .first { $0.hasPrefix("OMP_WAIT_POLICY=") }.map { String($0.dropFirst("OMP_WAIT_POLICY=".count)) }
     }
 
-    @Test("serves with the engine by default (logits match ReferenceBackend), re-executed with OMP_WAIT_POLICY=passive; --backend reference; an explicit policy is kept")
+    @Test("serves with the engine (logits match the reference), re-executed with OMP_WAIT_POLICY=passive; an explicit policy is kept; --backend is gone")
     func defaults() async throws {
         guard RepositoryTests.hdf5Available else { return }
         let dir = temporaryFolder("proc-engine")
@@ -227,13 +259,13 @@ struct EngineProcessTests {
         try writeCheckpoint(net, dir, "m")
         let px = testPixels(count: 3, seed: 21)
         let expected = try expectedLogits(net, pixels: px, count: 3)
-        for (backend, policy, wantPolicy) in [(nil, nil, "passive"), ("reference", "active", "active")] as [(String?, String?, String)] {
-            let args = ["--models", dir, "--port", "0", "--threads", "1"] + (backend.map { ["--backend", $0] } ?? [])
+        for (policy, wantPolicy) in [(nil, "passive"), ("active", "active")] as [(String?, String)] {
+            let args = ["--models", dir, "--port", "0", "--threads", "1"]
             let (p, port) = try await offPool { try Self.launch(args, waitPolicy: policy) }
             defer { if p.isRunning { kill(p.processIdentifier, SIGKILL) } }
             #expect(try Self.waitPolicy(of: p.processIdentifier) == wantPolicy)
             let meta = try await RawHTTP.request(port: port, "GET", "/v2/models/m")
-            #expect(meta.object["backend"] as? String == (backend ?? "onednn"), "\(meta.text)")
+            #expect(meta.object["backend"] as? String == "onednn", "\(meta.text)")
             let r = try await RawHTTP.json(port: port, "POST", "/v2/models/m/infer",
                                            inferBody(shape: [3, 3, 6, 6], data: px.map { "\($0)" }))
             #expect(r.status == 200, "\(r.text)")
@@ -246,7 +278,7 @@ struct EngineProcessTests {
         }
         let bad = Process()
         bad.executableURL = ProcessTests.executable
-        bad.arguments = ["serve", "--models", dir, "--backend", "gpu"]
+        bad.arguments = ["serve", "--models", dir, "--backend", "reference"]
         let err = Pipe()
         bad.standardError = err
         bad.standardOutput = FileHandle.nullDevice
@@ -254,6 +286,6 @@ struct EngineProcessTests {
         bad.waitUntilExit()
         #expect(bad.terminationStatus != 0)
         let message = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        #expect(message.contains("--backend gpu"), "\(message)")
+        #expect(message.contains("--backend"), "\(message)")
     }
 }

@@ -69,7 +69,8 @@ struct RepositoryTests {
         try writeSeedModel(dir, "m", seed: 1)
         let seeds = SeedLoader()
         let s = try await TestServer.start(directory: dir, loader: seeds.loader) {
-            $0.batching = BatchingOptions(maxBatch: 8, maxQueueDelay: .milliseconds(800), maxQueue: 64)
+            // A long window holds the requests in the queue while the reload runs, even on a loaded machine.
+            $0.batching = BatchingOptions(maxBatch: 8, maxQueueDelay: .seconds(5), maxQueue: 64)
         }
         let body = inferBody(shape: [1, 3, 6, 6], data: testPixels(count: 1, seed: 1).map { "\($0)" })
         let queued = (0..<2).map { _ in Task { try await s.post("/v2/models/m/infer", body) } }
@@ -167,18 +168,18 @@ struct RepositoryTests {
         defer { cleanup(dir) }
         let net1 = SeedLoader.network(seed: 11), net2 = SeedLoader.network(seed: 12)
         try CheckpointIO.write(Checkpoint(network: net1), to: dir + "/real.h5")
-        let s = try await TestServer.start(directory: dir, loader: ModelLoaders.reference)
+        let s = try await TestServer.start(directory: dir, loader: ModelLoaders.engine)
         let r1 = try await logits(s, "real")
         #expect(r1.status == 200 && r1.version == "1")
         for (a, b) in zip(r1.logits, try expectedLogits(net1, pixels: testPixels(count: 1, seed: 42), count: 1)) {
-            #expect(abs(a - b) <= 1e-5 * max(1, abs(b)))
+            #expect(abs(a - b) <= 1e-4 * max(1, abs(b)))
         }
         try CheckpointIO.write(Checkpoint(network: net2), to: dir + "/real.h5")
         #expect(try await s.post("/v2/repository/models/real/load", "").status == 200)
         let r2 = try await logits(s, "real")
         #expect(r2.version == "2")
         for (a, b) in zip(r2.logits, try expectedLogits(net2, pixels: testPixels(count: 1, seed: 42), count: 1)) {
-            #expect(abs(a - b) <= 1e-5 * max(1, abs(b)))
+            #expect(abs(a - b) <= 1e-4 * max(1, abs(b)))
         }
         // A truncated file fails validation; version 2 keeps serving.
         let bytes = try Data(contentsOf: URL(fileURLWithPath: dir + "/real.h5"))

@@ -1,9 +1,10 @@
 import Foundation
 import MLResModel
+@testable import MLResServer
 
-/// A plain-Swift, eval-mode forward pass of the network: the reference the engine is checked
-/// against, and a fallback backend. Straight loops, no blocking, no SIMD: slow, and meant for
-/// small models and tests.
+/// Test oracle (moved out of the server, issue 11 item 2; to be replaced by the shared float64
+/// reference of Tests/MLResTestSupport): a plain-Swift, eval-mode forward pass of the network.
+/// Straight loops, no SIMD: slow, for small models.
 ///
 /// Eval-mode network (see ``Network``):
 ///
