@@ -12,6 +12,14 @@ public enum ModelLoaders {
     ) -> ModelLoader {
         return { path, options in
             let checkpoint = try CheckpointIO.read(path: path)
+            // Issue 12: never serve non-finite parameters (the engine's ReLU would turn a NaN
+            // into plausible logits). The checkpoint reader is to refuse them for every command;
+            // until it does, the server checks here, naming the tensor as `verify` does.
+            for t in checkpoint.network.namedTensors {
+                if let i = t.tensor.data.firstIndex(where: { !$0.isFinite }) {
+                    throw ServerSetupError("\(path): /\(t.path)[\(i)] = \(t.tensor.data[i]), expected a finite number; a checkpoint with non-finite parameters is not served")
+                }
+            }
             let backend = try makeBackend(checkpoint.network, options)
             return LoadedModel(network: checkpoint.network, backend: backend, backendName: backendName)
         }

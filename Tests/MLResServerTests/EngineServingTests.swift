@@ -2,8 +2,9 @@ import Foundation
 import MLResAnalysis
 import MLResHDF5
 import MLResModel
+import MLResTestSupport
 @testable import MLResServer
-import MLResTraining
+import MLResData
 import Testing
 
 /// fixtures/datasets (one folder per dataset, the layout `--data-dir` expects).
@@ -40,27 +41,27 @@ struct EngineServingTests {
         #expect(backend.buckets == [1, 2, 3, 4])
         let imageSize = f.network.inputShape.reduce(1, *), k = f.network.numClasses
         #expect(f.count == 2)
-        // Every image's reference logits (the fixture's two, ReferenceBackend for the rest).
+        // Every image's reference logits (the fixture's two, the float64 reference for the rest).
         var rng = SplitMix64(seed: 9)
         let extra = (0 ..< 7 * imageSize).map { _ in Float(rng.nextUnit() * 4 - 2) }
         let x = f.standardised + extra
         let total = f.count + 7
-        let want = f.logits + (try ReferenceBackend(network: f.network).infer(extra, count: 7))
+        let want = f.logits + Ref.evalLogits(f.network, Array64([7] + f.network.inputShape, extra.map(Double.init))).v.map(Float.init)
         // 9 images: chunks of 4, 4 and 1; then 5 images (bucket 6 of max-batch 8 pads one).
         let all = try backend.infer(x, count: total)
         #expect(all.count == total * k)
-        for (a, b) in zip(all, want) { #expect(abs(a - b) <= 1e-4 * max(1, abs(b)), "\(a) vs \(b)") }
+        expectClose(all, want, tolerance: 1e-4)
         let wide = try EngineBackend(network: f.network, threads: 1, maxBatch: 8)
         let five = try wide.infer(Array(x[0 ..< 5 * imageSize]), count: 5)
         #expect(wide.plannedSizes == [6])
         #expect(five.count == 5 * k)
-        for (a, b) in zip(five, want[0 ..< 5 * k]) { #expect(abs(a - b) <= 1e-4 * max(1, abs(b)), "\(a) vs \(b)") }
-        for (a, b) in zip(all[0 ..< 2 * k], f.logits) { #expect(abs(a - b) <= 1e-4 * max(1, abs(b))) }
+        expectClose(five, want[0 ..< 5 * k], tolerance: 1e-4)
+        expectClose(all[0 ..< 2 * k], f.logits, tolerance: 1e-4)
         #expect(Set(backend.plannedSizes) == [1, 4])
         #expect(throws: (any Error).self) { try backend.infer([0, 1], count: 1) }
     }
 
-    @Test("served by the engine over HTTP: logits match the numpy fixture and ReferenceBackend to 1e-4")
+    @Test("served by the engine over HTTP: logits match the numpy fixture and the float64 reference to 1e-4")
     func engineMatchesReference() async throws {
         let dir = temporaryFolder("engine")
         defer { cleanup(dir) }
@@ -74,7 +75,7 @@ struct EngineServingTests {
                                  inferBody(shape: shape, datatype: "UINT8", data: f.uint8.map(String.init)))
         #expect(r.status == 200, "\(r.text)")
         let got = outputs(r)
-        let reference = try ReferenceBackend(network: f.network).infer(f.standardised, count: f.count)
+        let reference = Ref.evalLogits(f.network, Array64([f.count] + f.network.inputShape, f.standardised.map(Double.init))).v.map(Float.init)
         #expect(got.logits.count == f.logits.count && got.logitsShape == [f.count, f.network.numClasses])
         for (a, b) in zip(got.logits, f.logits) { #expect(abs(a - b) <= 1e-4 * max(1, abs(b)), "fixture: \(a) vs \(b)") }
         for (a, b) in zip(got.logits, reference) { #expect(abs(a - b) <= 1e-4 * max(1, abs(b)), "reference: \(a) vs \(b)") }
@@ -98,7 +99,7 @@ struct EngineServingTests {
             let expected = try expectedLogits(net, pixels: testPixels(count: 1, seed: UInt64(300 + i)), count: 1)
             let got = outputs(r).logits
             #expect(got.count == expected.count)
-            for (a, b) in zip(got, expected) { #expect(abs(a - b) <= 1e-4 * max(1, abs(b))) }
+            expectClose(got, expected, tolerance: 1e-4, "request \(i)")
         }
         let inferences = try await s.metric("mlres_inferences_total", ["model": "tiny"])
         let executions = try await s.metric("mlres_executions_total", ["model": "tiny"])
@@ -219,28 +220,8 @@ extension EngineServingTests {
 struct EngineProcessTests {
     /// Starts `mlres-eval serve ARGS` with `OMP_WAIT_POLICY` set to `waitPolicy` (nil: removed).
     static func launch(_ args: [String], waitPolicy: String?) throws -> (Process, Int) {
-        let p = Process()
-        p.executableURL = ProcessTests.executable
-        p.arguments = ["serve"] + args
-        var env = ProcessInfo.processInfo.environment
-        env["OMP_WAIT_POLICY"] = waitPolicy
-        p.environment = env
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = FileHandle.nullDevice
-        try p.run()
-        var text = ""
-        let deadline = Date().addingTimeInterval(60)
-        while Date() < deadline {
-            let chunk = out.fileHandleForReading.availableData
-            if chunk.isEmpty { break }
-            text += String(decoding: chunk, as: UTF8.self)
-            if let r = text.range(of: #"listening on http://127\.0\.0\.1:(\d+)"#, options: .regularExpression) {
-                return (p, Int(text[r].split(separator: ":").last!)!)
-            }
-        }
-        p.terminate()
-        throw ClientError(description: "serve did not report its port; stdout: \(text)")
+        let (p, port, _) = try ProcessTests.launchBlocking(args, environment: ["OMP_WAIT_POLICY": waitPolicy])
+        return (p, port)
     }
 
     /// `OMP_WAIT_POLICY` in the running process's environment (/proc/PID/environ).
@@ -271,13 +252,13 @@ struct EngineProcessTests {
             #expect(r.status == 200, "\(r.text)")
             let got = outputs(r).logits
             #expect(got.count == expected.count)
-            for (a, b) in zip(got, expected) { #expect(abs(a - b) <= 1e-4 * max(1, abs(b))) }
+            expectClose(got, expected, tolerance: 1e-4)
             kill(p.processIdentifier, SIGTERM)
             p.waitUntilExit()
             #expect(p.terminationStatus == 0)
         }
         let bad = Process()
-        bad.executableURL = ProcessTests.executable
+        bad.executableURL = builtExecutable("mlres-eval")
         bad.arguments = ["serve", "--models", dir, "--backend", "reference"]
         let err = Pipe()
         bad.standardError = err

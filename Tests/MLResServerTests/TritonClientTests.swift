@@ -1,6 +1,7 @@
 import Foundation
 import MLResHDF5
 import MLResModel
+import MLResTestSupport
 @testable import MLResServer
 import Testing
 
@@ -28,7 +29,7 @@ private struct ScoredCheckpoint: Sendable {
             return .failure(ClientError(description: "writing the checkpoint: \(error)"))
         }
         let p = Process()
-        p.executableURL = ProcessTests.executable
+        p.executableURL = builtExecutable("mlres-eval")
         p.arguments = ["score", s.checkpoint, "--dataset", "fashion-mnist", "--data-dir",
                        repositoryRoot.appendingPathComponent("fixtures/datasets/fashion-mnist").path,
                        "--save-logits", s.logits, "--threads", "1"]
