@@ -25,6 +25,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
         // Property-based testing in Swift Testing (the JSON parser's property tests).
         .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
+        // NIOHTTPTypes: the HTTP parts the server's request-deadline channel handler sees.
+        .package(url: "https://github.com/apple/swift-nio-extras", from: "1.35.2"),
     ],
     targets: [
         // System libraries (Debian packages): the only C the project touches.
@@ -51,8 +53,10 @@ let package = Package(
                 dependencies: ["MLResModel", "MLResHDF5", "MLResEngine", "MLResData", "MLResAnalysis"]),
         // HTTP inference server (Open Inference Protocol v2) with dynamic batching.
         .target(name: "MLResServer", dependencies: [
-            "MLResModel", "MLResHDF5", "MLResEngine", "MLResData", "MLResAnalysis",
+            "MLResModel", "MLResHDF5", "MLResEngine", "MLResData", "MLResAnalysis", "CZlib",
             .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "HummingbirdCore", package: "hummingbird"),
+            .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
             .product(name: "Prometheus", package: "swift-prometheus"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "NIOCore", package: "swift-nio"),
