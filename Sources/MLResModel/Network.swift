@@ -61,9 +61,9 @@ public struct ResidualBlock: Sendable, Equatable {
         self.init(h: h, stride: stride, inChannels: inChannels, outChannels: outChannels,
                   origin: origin,
                   bn1: BatchNorm(channels: inChannels),
-                  conv1: Tensor(shape: [outChannels, inChannels, 3, 3]),
+                  conv1: Tensor(shape: BlockTensor.conv1.shape(inChannels: inChannels, outChannels: outChannels)),
                   bn2: BatchNorm(channels: outChannels),
-                  conv2: Tensor(shape: [outChannels, outChannels, 3, 3]))
+                  conv2: Tensor(shape: BlockTensor.conv2.shape(inChannels: inChannels, outChannels: outChannels)))
     }
 
     /// True when the block changes the feature shape (stride 2 or Cin ≠ Cout): its shortcut
@@ -74,11 +74,6 @@ public struct ResidualBlock: Sendable, Equatable {
     /// the zero padding is split evenly, `(Cout − Cin) / 2` zero channels before the input
     /// and the rest after (the classic CIFAR ResNet "option A").
     public var shortcutChannelOffset: Int { (outChannels - inChannels) / 2 }
-
-    /// Trainable parameters (running statistics excluded).
-    public var parameterCount: Int {
-        2 * inChannels + outChannels * inChannels * 9 + 2 * outChannels + outChannels * outChannels * 9
-    }
 }
 
 /// A stage: a run of blocks at one width (the first may downsample).
@@ -138,14 +133,6 @@ public struct Network: Sendable, Equatable {
     public var stepSizes: [[Double]] { stages.map { $0.blocks.map(\.h) } }
     /// "2-2-2" style description of the depth.
     public var blocksDescription: String { stageBlocks.map(String.init).joined(separator: "-") }
-
-    /// Trainable parameters (running statistics excluded), as the paper's Table 5 counts them.
-    public var parameterCount: Int {
-        var n = stem.count
-        for stage in stages { for b in stage.blocks { n += b.parameterCount } }
-        n += 2 * headBN.channels + fcWeight.count + fcBias.count
-        return n
-    }
 
     /// The block at `id`, or nil when the id does not exist.
     public func block(_ id: BlockID) -> ResidualBlock? {
