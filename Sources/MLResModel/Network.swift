@@ -70,10 +70,28 @@ public struct ResidualBlock: Sendable, Equatable {
     /// is the parameter-free subsample + zero-pad, and it cannot be deleted or moved.
     public var changesShape: Bool { stride != 1 || inChannels != outChannels }
 
-    /// Channel at which the shortcut places the Cin input channels inside the Cout output:
-    /// the zero padding is split evenly, `(Cout − Cin) / 2` zero channels before the input
+    /// Channel at which the shortcut places the Cin input channels inside the Cout output,
+    /// by ``Network/shortcutPlacement``: `(Cout − Cin) / 2` zero channels before the input
     /// and the rest after (the classic CIFAR ResNet "option A").
-    public var shortcutChannelOffset: Int { (outChannels - inChannels) / 2 }
+    public var shortcutChannelOffset: Int {
+        Network.shortcutPlacement.channelOffset(inChannels: inChannels, outChannels: outChannels)
+    }
+}
+
+/// Where the parameter-free zero-pad shortcut of a block that widens from Cin to Cout channels
+/// puts the Cin input channels among the Cout output channels (the rest are zero).
+/// Two readers that pad differently compute different logits from the same file.
+public enum ShortcutPlacement: String, CaseIterable, Sendable, Codable {
+    /// `(Cout − Cin) / 2` zero channels before the input and the rest after (classic CIFAR
+    /// ResNet "option A", mlres since format v1: the rule for files that do not say).
+    case splitEven = "split-even"
+
+    /// Index of the first output channel holding input channel 0.
+    public func channelOffset(inChannels cin: Int, outChannels cout: Int) -> Int {
+        switch self {
+        case .splitEven: (cout - cin) / 2
+        }
+    }
 }
 
 /// A stage: a run of blocks at one width (the first may downsample).
@@ -125,6 +143,9 @@ public struct Network: Sendable, Equatable {
     public static let architecture = "preact-resnet"
     /// Always "zero-pad": the parameter-free shortcut of format v1.
     public static let shortcut = "zero-pad"
+    /// Where the zero-pad shortcut puts the input channels: the only placement mlres computes
+    /// (a checkpoint records it so that a reader padding elsewhere can refuse the file).
+    public static let shortcutPlacement = ShortcutPlacement.splitEven
 
     public var stageWidths: [Int] { stages.map(\.width) }
     public var stageBlocks: [Int] { stages.map(\.blocks.count) }

@@ -35,13 +35,8 @@ struct Init: ParsableCommand {
             FileHandle.standardError.write(Data("error: \(output): already exists (pass --force to replace it)\n".utf8))
             throw ExitCode.failure
         }
-        let args: [String: JSONValue] = [
-            "blocks": .array(arch.blocks.map { .int($0) }), "widths": .array(arch.widths.map { .int($0) }),
-            "classes": .int(arch.numClasses), "input_shape": .array(arch.inputShape.map { .int($0) }),
-            "seed": .int(Int(truncatingIfNeeded: seed)), "h": .double(h), "compress": .bool(compress),
-        ]
         let ckpt = Checkpoint(network: Network.initialized(arch, seed: seed, h: h),
-                              lineage: [LineageEvent(op: "init", args: args)])
+                              lineage: [.initialization(arch, seed: seed, h: h, extra: ["compress": .bool(compress)])])
         do {
             try CheckpointIO.write(ckpt, to: output, options: .init(compress: compress, overwrite: force))
         } catch let e as CheckpointError {

@@ -196,10 +196,7 @@ public final class Trainer {
             } else {
                 network = Network.initialized(arch, seed: cfg.seed)
                 optimizer = nil
-                startLineage = [LineageEvent(op: "init", args: [
-                    "blocks": .array(arch.blocks.map { .int($0) }), "widths": .array(arch.widths.map { .int($0) }),
-                    "classes": .int(arch.numClasses), "input_shape": .array(arch.inputShape.map { .int($0) }),
-                    "seed": .int(Int(truncatingIfNeeded: cfg.seed)), "h": .double(1)])]
+                startLineage = [.initialization(arch, seed: cfg.seed)]
                 startDescription = "new run: \(network.blocksDescription), widths \(cfg.widths.map(String.init).joined(separator: ","))"
             }
             // Standardisation from the training set, stored with the network.
@@ -356,7 +353,7 @@ public final class Trainer {
         let pos = plan.position(ofStep: globalStep)
         let endStep = globalStep - pos.stepInCycle + pos.cycleSteps
         let endEpoch = (endStep + stepsPerEpoch - 1) / stepsPerEpoch
-        lineage.append(LineageEvent(op: "train", args: [
+        lineage.append(LineageEvent(.train, args: [
             "epochs": .int(endEpoch - epochsDone), "cycle": .int(pos.cycle), "from_epoch": .int(epochsDone),
             "to_epoch": .int(endEpoch), "global_step": .int(globalStep), "dataset": .string(config.dataset),
             "blocks": .string(currentBlocks), "resumed": .bool(resumed && segments == 0),
