@@ -164,16 +164,18 @@ public struct LineageEvent: Sendable, Equatable, Codable {
     public var kind: LineageOp? { LineageOp(rawValue: op) }
 
     /// The `init` event that starts the lineage of a freshly initialised network
-    /// (``Network/initialized(_:seed:h:)`` with the same `arch`, `seed` and `h`):
-    /// args `blocks`, `widths`, `classes`, `input_shape`, `seed`, `h`, plus `extra`.
+    /// (``Network/initialized(_:seed:h:)`` with the same `arch`, `seed` and `h`), for
+    /// `mlres-train init` and a training run without `--resume` alike: args `blocks`, `widths`,
+    /// `classes`, `input_shape`, `seed`, `h`, and `compress` when the file was written by
+    /// `mlres-train init`.
     public static func initialization(_ arch: Architecture, seed: UInt64, h: Double = 1,
-                                      extra: [String: JSONValue] = [:]) -> LineageEvent {
+                                      compress: Bool? = nil) -> LineageEvent {
         var args: [String: JSONValue] = [
             "blocks": .array(arch.blocks.map { .int($0) }), "widths": .array(arch.widths.map { .int($0) }),
             "classes": .int(arch.numClasses), "input_shape": .array(arch.inputShape.map { .int($0) }),
             "seed": .int(Int(truncatingIfNeeded: seed)), "h": .double(h),
         ]
-        args.merge(extra) { _, new in new }
+        if let compress { args["compress"] = .bool(compress) }
         return LineageEvent(.initialize, args: args)
     }
 

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import MLResHDF5
 import MLResModel
+import MLResTraining
 
 /// `mlres-train init`: a freshly initialised network (He-normal convs, BN 1/0 with running
 /// statistics 0/1, fc as PyTorch's default, every h = 1) written as a format v1 checkpoint
@@ -36,7 +37,7 @@ struct Init: ParsableCommand {
             throw ExitCode.failure
         }
         let ckpt = Checkpoint(network: Network.initialized(arch, seed: seed, h: h),
-                              lineage: [.initialization(arch, seed: seed, h: h, extra: ["compress": .bool(compress)])])
+                              lineage: [LineageEvent.initialization(arch, seed: seed, h: h, compress: compress)])
         do {
             try CheckpointIO.write(ckpt, to: output, options: .init(compress: compress, overwrite: force))
         } catch let e as CheckpointError {

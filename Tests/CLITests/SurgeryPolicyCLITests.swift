@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import MLResHDF5
 import MLResModel
+import MLResTestSupport
 
 // The command line of issue 17's surgery: interpolate --h-policy preserve / --first-block
 // identity, and coarsen (with its refusals), on files written by `mlres-train init`.

@@ -182,11 +182,12 @@ func lineageOpsAndPlanKinds() throws {
     for k in SurgeryPlanKind.allCases where k != .diff { #expect(k.lineageOp?.rawValue == k.rawValue) }
     // The init event is built in one place, for mlres-train init and a new training run alike.
     let arch = Architecture(blocks: [2, 3, 2], widths: [8, 16, 32], inputShape: [1, 28, 28], numClasses: 7)
-    let e = LineageEvent.initialization(arch, seed: 9, h: 0.5, extra: ["compress": .bool(true)])
+    let e = LineageEvent.initialization(arch, seed: 9, h: 0.5, compress: true)
     #expect(e.kind == .initialize && e.op == "init")
     #expect(e.args == ["blocks": .array([.int(2), .int(3), .int(2)]), "widths": .array([.int(8), .int(16), .int(32)]),
                        "classes": .int(7), "input_shape": .array([.int(1), .int(28), .int(28)]),
                        "seed": .int(9), "h": .double(0.5), "compress": .bool(true)])
+    #expect(LineageEvent.initialization(arch, seed: 9).args["compress"] == nil)
     // editedSinceTraining follows the ops that change the network.
     var c = Checkpoint(network: Network(zeros: arch), lineage: [e, LineageEvent(.train)])
     #expect(!c.editedSinceTraining)
