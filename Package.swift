@@ -19,6 +19,8 @@ let package = Package(
         // (graceful shutdown) and NIOCore (the bound port) directly.
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.0.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.0.0"),
+        // SHA-256 of checkpoint files and tensors (BoringSSL's, with the CPU's SHA extensions).
+        .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
     ],
     targets: [
         // System libraries (Debian packages): the only C the project touches.
@@ -30,7 +32,9 @@ let package = Package(
         // Pure Swift: the network as data, tensors, checkpoint value, surgery.
         .target(name: "MLResModel"),
         // The only module that calls HDF5: checkpoint format v1 reader/writer.
-        .target(name: "MLResHDF5", dependencies: ["MLResModel", "CHDF5"]),
+        .target(name: "MLResHDF5", dependencies: [
+            "MLResModel", "CHDF5", .product(name: "Crypto", package: "swift-crypto"),
+        ]),
         // The only module that calls oneDNN: forward/backward, SGD.
         .target(name: "MLResEngine", dependencies: ["MLResModel", "CDNNL"]),
         // Datasets: readers (CIFAR, STL-10, IDX), augmentation, standardisation, batch loaders.
@@ -70,7 +74,7 @@ let package = Package(
         .target(name: "MLResTestSupport", dependencies: ["MLResModel"], path: "Tests/MLResTestSupport"),
 
         .testTarget(name: "MLResModelTests", dependencies: ["MLResModel", "MLResTestSupport"]),
-        .testTarget(name: "MLResHDF5Tests", dependencies: ["MLResModel", "MLResHDF5", "MLResTestSupport"],
+        .testTarget(name: "MLResHDF5Tests", dependencies: ["MLResModel", "MLResHDF5", "CHDF5", "MLResTestSupport"],
                     resources: []),
         .testTarget(name: "MLResEngineTests",
                     dependencies: ["MLResModel", "MLResEngine", "MLResHDF5", "MLResTestSupport"]),
