@@ -131,11 +131,24 @@ public final class NetworkExecutor {
         fcWeight = try Param(path: "model/head/fc/weight", shape: [k, prevC])
         fcBias = try Param(path: "model/head/fc/bias", shape: [k])
         try fcWeight.load(network.fcWeight); try fcBias.load(network.fcBias)
-        var ps: [Param] = [stem]
-        for bp in bps { ps += [bp.bn1.weight, bp.bn1.bias, bp.conv1, bp.bn2.weight, bp.bn2.bias, bp.conv2] }
-        ps += [headBN.weight, headBN.bias, fcWeight, fcBias]
-        params = ps
-        assert(ps.map(\.path) == network.trainablePaths)
+        // The parameter order is the trainable rows of MLResModel's tensor table.
+        let blockOf = Dictionary(uniqueKeysWithValues: zip(geos.map(\.id), bps))
+        let (stemP, headP, fcW, fcB) = (stem, headBN, fcWeight, fcBias)
+        params = network.tensorSlots.filter(\.trainable).map { slot -> Param in
+            switch slot {
+            case .stemConv: stemP
+            case .block(let id, let t):
+                switch t {
+                case .bn1(let f): blockOf[id]!.bn1.param(f)!
+                case .conv1: blockOf[id]!.conv1
+                case .bn2(let f): blockOf[id]!.bn2.param(f)!
+                case .conv2: blockOf[id]!.conv2
+                }
+            case .headBN(let f): headP.param(f)!
+            case .fcWeight: fcW
+            case .fcBias: fcB
+            }
+        }
     }
 
     private func plan(batch: Int, mode: PlanMode) throws -> Plan {

@@ -428,7 +428,7 @@ public final class Trainer {
         let pos = plan.position(ofStep: globalStep)
         let endStep = globalStep - pos.stepInCycle + pos.cycleSteps
         let endEpoch = (endStep + stepsPerEpoch - 1) / stepsPerEpoch
-        lineage.append(LineageEvent(op: "train", args: [
+        lineage.append(LineageEvent(.train, args: [
             "epochs": .int(endEpoch - epochsDone), "cycle": .int(pos.cycle), "from_epoch": .int(epochsDone),
             "to_epoch": .int(endEpoch), "global_step": .int(globalStep), "dataset": .string(config.dataset),
             "blocks": .string(currentBlocks), "resumed": .bool(resumed && segments == 0),
