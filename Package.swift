@@ -19,6 +19,9 @@ let package = Package(
         // (graceful shutdown) and NIOCore (the bound port) directly.
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.0.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.0.0"),
+        // The protobuf runtime for ONNX export (the generated onnx.pb.swift is committed; the
+        // protoc plugin is not part of the build, see docs/interop.md).
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
     ],
     targets: [
         // System libraries (Debian packages): the only C the project touches.
@@ -39,6 +42,11 @@ let package = Package(
         // Scoring, residual norms, lesion studies.
         .target(name: "MLResAnalysis",
                 dependencies: ["MLResModel", "MLResHDF5", "MLResEngine", "MLResTraining"]),
+        // Exchange with the ecosystem: ONNX export, safetensors state_dicts (PyTorch names).
+        .target(name: "MLResInterop", dependencies: [
+            "MLResModel",
+            .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+        ], exclude: ["ONNX/onnx.proto", "ONNX/README.md"]),
         // HTTP inference server (Open Inference Protocol v2) with dynamic batching.
         .target(name: "MLResServer", dependencies: [
             "MLResModel", "MLResHDF5", "MLResEngine", "MLResTraining", "MLResAnalysis",
@@ -54,7 +62,7 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "mlres-surgery", dependencies: [
-            "MLResModel", "MLResHDF5",
+            "MLResModel", "MLResHDF5", "MLResInterop",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "mlres-eval", dependencies: [
@@ -72,6 +80,7 @@ let package = Package(
                     dependencies: ["MLResModel", "MLResTraining", "MLResHDF5", "MLResEngine"]),
         .testTarget(name: "MLResAnalysisTests",
                     dependencies: ["MLResAnalysis", "MLResModel", "MLResHDF5", "MLResEngine", "MLResTraining"]),
+        .testTarget(name: "MLResInteropTests", dependencies: ["MLResInterop", "MLResModel", "MLResHDF5"]),
         .testTarget(name: "CLITests", dependencies: ["MLResModel", "MLResHDF5"]),
         .testTarget(name: "MLResServerTests",
                     dependencies: ["MLResServer", "MLResModel", "MLResHDF5", "MLResEngine",

@@ -5,5 +5,5 @@ struct MLResSurgery: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "mlres-surgery",
         abstract: "Inspect and operate on saved checkpoints (interpolate, remove, shuffle, set-h, diff, verify).",
-        subcommands: [Inspect.self, Interpolate.self, Remove.self, Shuffle.self, SetH.self, Diff.self, Verify.self])
+        subcommands: [Inspect.self, Interpolate.self, Remove.self, Shuffle.self, SetH.self, Diff.self, Verify.self, Export.self, Import.self])
 }
