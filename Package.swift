@@ -36,12 +36,14 @@ let package = Package(
         .target(name: "MLResHDF5", dependencies: ["MLResModel", "CHDF5"]),
         // The only module that calls oneDNN: forward/backward, SGD.
         .target(name: "MLResEngine", dependencies: ["MLResModel", "CDNNL"]),
-        // Datasets, augmentation, learning-rate cycle, multi-level schedule, trainer.
-        .target(name: "MLResTraining",
-                dependencies: ["MLResModel", "MLResHDF5", "MLResEngine", "CZlib"]),
-        // Scoring, residual norms, lesion studies.
+        // Datasets: readers (CIFAR, STL-10, IDX), augmentation, standardisation, batch loaders.
+        .target(name: "MLResData", dependencies: ["MLResModel", "CZlib"]),
+        // Scoring (the one scoring loop), residual norms, lesion studies.
         .target(name: "MLResAnalysis",
-                dependencies: ["MLResModel", "MLResHDF5", "MLResEngine", "MLResTraining"]),
+                dependencies: ["MLResModel", "MLResHDF5", "MLResEngine", "MLResData"]),
+        // Learning-rate cycle, multi-level cycle plan, trainer (scores through MLResAnalysis).
+        .target(name: "MLResTraining",
+                dependencies: ["MLResModel", "MLResHDF5", "MLResEngine", "MLResData", "MLResAnalysis"]),
         // Exchange with the ecosystem: ONNX export, safetensors state_dicts (PyTorch names).
         .target(name: "MLResInterop", dependencies: [
             "MLResModel",
@@ -49,7 +51,7 @@ let package = Package(
         ], exclude: ["ONNX/onnx.proto", "ONNX/README.md"]),
         // HTTP inference server (Open Inference Protocol v2) with dynamic batching.
         .target(name: "MLResServer", dependencies: [
-            "MLResModel", "MLResHDF5", "MLResEngine", "MLResTraining", "MLResAnalysis",
+            "MLResModel", "MLResHDF5", "MLResEngine", "MLResData", "MLResAnalysis",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "Prometheus", package: "swift-prometheus"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -58,7 +60,7 @@ let package = Package(
 
         // Thin executables.
         .executableTarget(name: "mlres-train", dependencies: [
-            "MLResModel", "MLResHDF5", "MLResEngine", "MLResTraining",
+            "MLResModel", "MLResHDF5", "MLResEngine", "MLResData", "MLResTraining",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "mlres-surgery", dependencies: [
@@ -66,25 +68,32 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "mlres-eval", dependencies: [
-            "MLResModel", "MLResHDF5", "MLResEngine", "MLResTraining", "MLResAnalysis",
+            "MLResModel", "MLResHDF5", "MLResEngine", "MLResData", "MLResAnalysis",
             "MLResServer",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
-        .testTarget(name: "MLResModelTests", dependencies: ["MLResModel"]),
-        .testTarget(name: "MLResHDF5Tests", dependencies: ["MLResModel", "MLResHDF5"],
+        // What every test target shares: the float64 reference network, the test-network
+        // builder, the closeness check, and the launcher of the built executables.
+        .target(name: "MLResTestSupport", dependencies: ["MLResModel"], path: "Tests/MLResTestSupport"),
+
+        .testTarget(name: "MLResModelTests", dependencies: ["MLResModel", "MLResTestSupport"]),
+        .testTarget(name: "MLResHDF5Tests", dependencies: ["MLResModel", "MLResHDF5", "MLResTestSupport"],
                     resources: []),
         .testTarget(name: "MLResEngineTests",
-                    dependencies: ["MLResModel", "MLResEngine", "MLResHDF5"]),
+                    dependencies: ["MLResModel", "MLResEngine", "MLResHDF5", "MLResTestSupport"]),
         .testTarget(name: "MLResTrainingTests",
-                    dependencies: ["MLResModel", "MLResTraining", "MLResHDF5", "MLResEngine"]),
+                    dependencies: ["MLResModel", "MLResData", "MLResTraining", "MLResHDF5", "MLResEngine",
+                                   "MLResTestSupport"]),
         .testTarget(name: "MLResAnalysisTests",
-                    dependencies: ["MLResAnalysis", "MLResModel", "MLResHDF5", "MLResEngine", "MLResTraining"]),
-        .testTarget(name: "MLResInteropTests", dependencies: ["MLResInterop", "MLResModel", "MLResHDF5"]),
-        .testTarget(name: "CLITests", dependencies: ["MLResModel", "MLResHDF5"]),
+                    dependencies: ["MLResAnalysis", "MLResModel", "MLResHDF5", "MLResEngine", "MLResData",
+                                   "MLResTestSupport"]),
+        .testTarget(name: "MLResInteropTests",
+                    dependencies: ["MLResInterop", "MLResModel", "MLResHDF5", "MLResTestSupport"]),
+        .testTarget(name: "CLITests", dependencies: ["MLResModel", "MLResHDF5", "MLResTestSupport"]),
         .testTarget(name: "MLResServerTests",
                     dependencies: ["MLResServer", "MLResModel", "MLResHDF5", "MLResEngine",
-                                   "MLResTraining", "MLResAnalysis"],
+                                   "MLResData", "MLResAnalysis", "MLResTestSupport"],
                     exclude: ["Fixtures"]),
     ],
     swiftLanguageModes: [.v5]

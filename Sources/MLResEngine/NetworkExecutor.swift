@@ -228,9 +228,26 @@ public final class NetworkExecutor {
     /// tensor, g ← ∇ + wd·w; v ← μ·v + g; w ← w − lr·v.
     public func trainStep(input: [Float], labels: [Int], lr: Float) throws -> (loss: Double, correct: Int) {
         let r = try computeGradients(input: input, labels: labels)
+        applySGD(lr: lr)
+        return r
+    }
+
+    /// The SGD-with-momentum update of every trainable tensor from the gradients in place
+    /// (left by ``computeGradients(input:labels:)``): g ← ∇ + wd·w; v ← μ·v + g; w ← w − lr·v.
+    public func applySGD(lr: Float) {
         for p in params { p.sgdStep(lr: lr, momentum: Float(momentum), weightDecay: Float(weightDecay)) }
         version += 1
-        return r
+    }
+
+    /// The first gradient element that is NaN or ±∞ (checkpoint path of the tensor, index in
+    /// the engine's layout, value), or nil when every gradient is finite. One pass over the
+    /// gradient buffers; the trainer calls it before each update.
+    public func firstNonFiniteGradient() -> (path: String, index: Int, value: Float)? {
+        for p in params {
+            let g = p.grad.floats
+            for i in 0..<p.grad.count where !g[i].isFinite { return (p.path, i, g[i]) }
+        }
+        return nil
     }
 
     /// The gradient (of the mean loss) left by the last training step, by checkpoint path.
