@@ -3,6 +3,7 @@ import Testing
 import MLResHDF5
 import MLResInterop
 import MLResModel
+import MLResTestSupport
 
 /// ONNX export checked by the ONNX tools themselves: onnx.checker (full check) accepts every
 /// export, and ONNX Runtime's logits on random and real (Fashion-MNIST) images equal

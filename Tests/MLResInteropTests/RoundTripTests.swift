@@ -3,6 +3,7 @@ import Testing
 import MLResHDF5
 import MLResInterop
 import MLResModel
+import MLResTestSupport
 
 /// Both directions through files, with the built tools: export → import gives a checkpoint that
 /// `mlres-surgery diff` finds equal; the exported safetensors file read by the safetensors package
@@ -53,7 +54,7 @@ import MLResModel
     func importRefusesOutputs() throws {
         let dir = try scratchFolder()
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let st = packageRoot + "/fixtures/interop/ref-net.safetensors"
+        let st = root + "/fixtures/interop/ref-net.safetensors"
         try Data("keep".utf8).write(to: URL(fileURLWithPath: dir + "/taken.h5"))
         let r = try surgery("import", st, "-o", dir + "/taken.h5")
         #expect(r.status == 2 && r.stderr.contains("already exists"))
@@ -68,8 +69,8 @@ import MLResModel
 }
 
 @Suite struct PyTorchFixtureTests {
-    let fixtures = packageRoot + "/fixtures/interop"
-    let cifar = packageRoot + "/fixtures/datasets/cifar10"
+    let fixtures = root + "/fixtures/interop"
+    let cifar = root + "/fixtures/datasets/cifar10"
 
     func scoreEqualsTorch(_ ckpt: String, in dir: String) throws {
         let logits = dir + "/mlres.npy"

@@ -3,6 +3,7 @@ import Testing
 import MLResHDF5
 import MLResInterop
 import MLResModel
+import MLResTestSupport
 
 /// A safetensors file from a header text and a byte buffer (for hostile inputs).
 func safetensorsFile(header: String, buffer: [UInt8], declaredLength: UInt64? = nil) -> [UInt8] {

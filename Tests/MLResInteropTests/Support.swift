@@ -1,17 +1,16 @@
 import Foundation
 import MLResHDF5
 import MLResModel
+import MLResTestSupport
 
-// Helpers of the interop tests: running the built tools and the Python side (onnx, onnxruntime,
-// safetensors, numpy — installed by scripts/setup.sh), checkpoints with non-trivial BN statistics,
-// random test sets in the official file formats.
+// Helpers of the interop tests on top of MLResTestSupport: the Python side (onnx, onnxruntime,
+// safetensors, numpy — installed by scripts/setup.sh) and random test sets in the official formats.
 
-/// The package root (fixtures/ and scripts/ are below it).
-let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-    .deletingLastPathComponent().path
+/// The package root as a path.
+let root = packageRoot.path
 
-/// What a process printed and returned.
-struct Run {
+/// What a Python check script printed and returned.
+struct ScriptRun {
     var status: Int32
     var stdout: String
     var stderr: String
@@ -23,85 +22,45 @@ struct Run {
     func number(_ key: String) -> Double { (json[key] as? NSNumber)?.doubleValue ?? .nan }
 }
 
-/// Runs `executable args…` to completion, output captured through files.
-func run(_ executable: String, _ args: [String]) throws -> Run {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: executable)
-    p.arguments = args
+func surgery(_ args: String...) throws -> ToolRun { try runTool("mlres-surgery", args) }
+func eval(_ args: String...) throws -> ToolRun { try runTool("mlres-eval", args) }
+
+/// Runs scripts/<script> with python3 ($MLRES_PYTHON, else the python3 on PATH, where
+/// scripts/setup.sh installs onnx, onnxruntime and safetensors), output through files.
+func python(_ script: String, _ args: [String]) throws -> ScriptRun {
     let tmp = FileManager.default.temporaryDirectory
-    let out = tmp.appendingPathComponent("mlres-interop-\(UUID().uuidString).out")
-    let err = tmp.appendingPathComponent("mlres-interop-\(UUID().uuidString).err")
-    FileManager.default.createFile(atPath: out.path, contents: nil)
-    FileManager.default.createFile(atPath: err.path, contents: nil)
+    let out = tmp.appendingPathComponent("mlres-py-\(UUID().uuidString).out")
+    let err = tmp.appendingPathComponent("mlres-py-\(UUID().uuidString).err")
+    _ = FileManager.default.createFile(atPath: out.path, contents: nil)
+    _ = FileManager.default.createFile(atPath: err.path, contents: nil)
     defer { try? FileManager.default.removeItem(at: out); try? FileManager.default.removeItem(at: err) }
+    let p = Process()
+    let script = root + "/scripts/" + script
+    if let py = ProcessInfo.processInfo.environment["MLRES_PYTHON"] {
+        p.executableURL = URL(fileURLWithPath: py); p.arguments = [script] + args
+    } else {
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env"); p.arguments = ["python3", script] + args
+    }
     p.standardOutput = try FileHandle(forWritingTo: out)
     p.standardError = try FileHandle(forWritingTo: err)
     try p.run()
     p.waitUntilExit()
-    return Run(status: p.terminationStatus, stdout: (try? String(contentsOf: out, encoding: .utf8)) ?? "",
-               stderr: (try? String(contentsOf: err, encoding: .utf8)) ?? "")
-}
-
-/// The folder of the built executables: $MLRES_BIN_DIR, else the nearest folder above the test
-/// binary holding mlres-surgery, else .build/debug.
-func binDirectory() -> String {
-    if let dir = ProcessInfo.processInfo.environment["MLRES_BIN_DIR"] { return dir }
-    var dir = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
-    for _ in 0..<4 {
-        if FileManager.default.isExecutableFile(atPath: dir.appendingPathComponent("mlres-surgery").path) { return dir.path }
-        dir = dir.deletingLastPathComponent()
-    }
-    return packageRoot + "/.build/debug"
-}
-
-func surgery(_ args: String...) throws -> Run { try run(binDirectory() + "/mlres-surgery", args) }
-func eval(_ args: String...) throws -> Run { try run(binDirectory() + "/mlres-eval", args) }
-
-/// Runs scripts/<script> with python3 ($MLRES_PYTHON, else the python3 on PATH, which is where
-/// scripts/setup.sh installs onnx, onnxruntime and safetensors).
-func python(_ script: String, _ args: [String]) throws -> Run {
-    if let py = ProcessInfo.processInfo.environment["MLRES_PYTHON"] {
-        return try run(py, [packageRoot + "/scripts/" + script] + args)
-    }
-    return try run("/usr/bin/env", ["python3", packageRoot + "/scripts/" + script] + args)
-}
-
-/// A fresh temporary folder.
-func scratchFolder() throws -> String {
-    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("mlres-interop-\(UUID().uuidString)").path
-    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-    return dir
+    return ScriptRun(status: p.terminationStatus, stdout: (try? String(contentsOf: out, encoding: .utf8)) ?? "",
+                   stderr: (try? String(contentsOf: err, encoding: .utf8)) ?? "")
 }
 
 func listing(_ dir: String) -> [String] {
     ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).sorted()
 }
 
-/// A network as training leaves one: seeded weights, BN weights/biases and running statistics
-/// away from their fresh values, the given step sizes, a non-trivial input standardisation.
+/// A network as training leaves one (MLResTestSupport's builder: He weights, non-trivial BN),
+/// with the given step sizes and a non-trivial input standardisation.
 func trainedLikeNetwork(_ arch: Architecture, h: [[Double]], seed: UInt64) -> Network {
-    var net = Network.initialized(arch, seed: seed)
     var rng = SplitMix64(seed: seed &+ 7)
-    func perturb(_ bn: inout BatchNorm) {
-        for i in 0..<bn.channels {
-            bn.weight.data[i] = Float(rng.nextUniform(0.5, 1.5))
-            bn.bias.data[i] = Float(rng.nextNormal() * 0.2)
-            bn.runningMean.data[i] = Float(rng.nextNormal() * 0.3)
-            bn.runningVar.data[i] = Float(rng.nextUniform(0.3, 2.0))
-        }
-    }
-    for s in net.stages.indices {
-        for b in net.stages[s].blocks.indices {
-            perturb(&net.stages[s].blocks[b].bn1)
-            perturb(&net.stages[s].blocks[b].bn2)
-            net.stages[s].blocks[b].h = h[s][b]
-        }
-    }
-    perturb(&net.headBN)
     let c = arch.inputShape[0]
-    net.inputMean = (0..<c).map { _ in Float(rng.nextUniform(0.2, 0.6)) }
-    net.inputStd = (0..<c).map { _ in Float(rng.nextUniform(0.2, 0.4)) }
-    return net
+    return networkWithBNStatistics(arch, seed: seed, hs: h,
+                                   inputMean: (0..<c).map { _ in Float(rng.nextUniform(0.2, 0.6)) },
+                                   inputStd: (0..<c).map { _ in Float(rng.nextUniform(0.2, 0.4)) })
 }
 
 /// Writes `n` random test images with labels in the official format of `dataset`
