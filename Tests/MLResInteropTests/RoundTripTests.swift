@@ -10,7 +10,7 @@ import MLResTestSupport
 /// and run through scripts/mlres_torch.py's float64 math equals mlres's logits; the PyTorch
 /// fixtures (fixtures/interop, made by PyTorch with scripts/make_interop_fixtures.py) imported
 /// from .safetensors and from .pt score like PyTorch.
-@Suite struct RoundTripTests {
+@Suite struct InteropRoundTripTests {
     @Test("export --format safetensors → import: diff finds the networks equal; lineage records export and import with digests")
     func exportImportDiff() throws {
         let dir = try scratchFolder()
