@@ -22,6 +22,8 @@ let package = Package(
         // The protobuf runtime for ONNX export (the generated onnx.pb.swift is committed; the
         // protoc plugin is not part of the build, see docs/interop.md).
         .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
+        // SHA-256 of checkpoint files and tensors (BoringSSL's, with the CPU's SHA extensions).
+        .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
     ],
     targets: [
         // System libraries (Debian packages): the only C the project touches.
@@ -33,7 +35,9 @@ let package = Package(
         // Pure Swift: the network as data, tensors, checkpoint value, surgery.
         .target(name: "MLResModel"),
         // The only module that calls HDF5: checkpoint format v1 reader/writer.
-        .target(name: "MLResHDF5", dependencies: ["MLResModel", "CHDF5"]),
+        .target(name: "MLResHDF5", dependencies: [
+            "MLResModel", "CHDF5", .product(name: "Crypto", package: "swift-crypto"),
+        ]),
         // The only module that calls oneDNN: forward/backward, SGD.
         .target(name: "MLResEngine", dependencies: ["MLResModel", "CDNNL"]),
         // Datasets: readers (CIFAR, STL-10, IDX), augmentation, standardisation, batch loaders.
@@ -78,7 +82,7 @@ let package = Package(
         .target(name: "MLResTestSupport", dependencies: ["MLResModel"], path: "Tests/MLResTestSupport"),
 
         .testTarget(name: "MLResModelTests", dependencies: ["MLResModel", "MLResTestSupport"]),
-        .testTarget(name: "MLResHDF5Tests", dependencies: ["MLResModel", "MLResHDF5", "MLResTestSupport"],
+        .testTarget(name: "MLResHDF5Tests", dependencies: ["MLResModel", "MLResHDF5", "CHDF5", "MLResTestSupport"],
                     resources: []),
         .testTarget(name: "MLResEngineTests",
                     dependencies: ["MLResModel", "MLResEngine", "MLResHDF5", "MLResTestSupport"]),

@@ -46,10 +46,9 @@ struct Export: ParsableCommand {
         if !force && FileManager.default.fileExists(atPath: out) {
             throw surgeryFailure(out, "already exists (use --force to replace it)")
         }
-        let digest = digestInBackground(input)
-        let checkpoint = try readCheckpoint(input)
-        let sha: String
-        do { sha = try digest() } catch { throw surgeryFailure(input, "cannot read: \(error)") }
+        // The digest of exactly the bytes that were parsed.
+        let loaded = try readCheckpoint(input)
+        let checkpoint = loaded.checkpoint, sha = loaded.sha256
         let bytes: [UInt8]
         do {
             switch format {

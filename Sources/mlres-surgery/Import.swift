@@ -108,7 +108,7 @@ struct Import: ParsableCommand {
         do { bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: input))) }
         catch { throw surgeryFailure(input, "cannot read: \(error.localizedDescription)") }
         // The digest of exactly the bytes that are parsed.
-        let sha = SHA256Digest.hex(Data(bytes))
+        let sha = FileDigest.sha256(Data(bytes))
         let checkpoint: Checkpoint
         do {
             let file = try Safetensors.parse(bytes)

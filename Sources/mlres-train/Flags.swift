@@ -1,4 +1,5 @@
 import ArgumentParser
+import MLResEngine
 import MLResModel
 
 /// Parses a flag value such as "2-2-2" or "16,32,64" into positive integers, or fails with a
@@ -22,3 +23,5 @@ func architecture(blocks: String, widths: String, inputShape: String, classes: I
     if let e = arch.validationError() { throw ValidationError(e) }
     return arch
 }
+
+extension Precision: ExpressibleByArgument {}

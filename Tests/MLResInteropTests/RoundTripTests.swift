@@ -20,12 +20,12 @@ import MLResTestSupport
         net.classNames = (0..<10).map { "class \($0)" }
         let ckpt = dir + "/a.h5"
         try CheckpointIO.write(Checkpoint(network: net, lineage: [LineageEvent(op: "init")]), to: ckpt)
-        let shaA = try SHA256Digest.hex(fileAt: ckpt)
+        let shaA = try FileDigest.sha256(fileAt: ckpt)
 
         let st = dir + "/a.safetensors"
         let ex = try surgery("export", ckpt, "--format", "safetensors", "-o", st)
         try #require(ex.status == 0, "\(ex.stderr)")
-        let shaS = try SHA256Digest.hex(fileAt: st)
+        let shaS = try FileDigest.sha256(fileAt: st)
         let im = try surgery("import", st, "-o", dir + "/b.h5")
         try #require(im.status == 0, "\(im.stderr)")
         let diff = try surgery("diff", ckpt, dir + "/b.h5")
@@ -92,7 +92,7 @@ import MLResTestSupport
         let c = try CheckpointIO.read(path: dir + "/net.h5")
         #expect(c.network.stepSizes == [[1, 0.5], [0, 0.75], [1, 0.25]])
         #expect(c.lineage.last?.op == "import")
-        #expect(c.lineage.last?.parentSHA256 == (try SHA256Digest.hex(fileAt: fixtures + "/ref-net.safetensors")))
+        #expect(c.lineage.last?.parentSHA256 == (try FileDigest.sha256(fileAt: fixtures + "/ref-net.safetensors")))
         try scoreEqualsTorch(dir + "/net.h5", in: dir)
     }
 

@@ -144,7 +144,7 @@ struct EngineServingTests {
         #expect(doc["dataset"] as? String == "fashion-mnist" && doc["images"] as? Int == ds.count)
         #expect(doc["class_names"] as? [String] == ds.classNames)
         let result = try #require((doc["results"] as? [[String: Any]])?.first)
-        #expect(result["sha256"] as? String == (try SHA256Digest.hex(fileAt: dir + "/fm.h5")))
+        #expect(result["sha256"] as? String == (try FileDigest.sha256(fileAt: dir + "/fm.h5")))
         #expect(result["images"] as? Int == direct.count && result["correct"] as? Int == direct.correct)
         #expect(abs((result["error"] as? Double ?? -1) - direct.error) <= 1e-12)
         #expect(abs((result["mean_loss"] as? Double ?? -1) - direct.meanLoss) <= 1e-9 * max(1, direct.meanLoss))

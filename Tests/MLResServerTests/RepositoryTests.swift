@@ -39,7 +39,7 @@ struct RepositoryTests {
         let expected2 = try expectedLogits(SeedLoader.network(seed: 2), pixels: testPixels(count: 1, seed: 42), count: 1)
         expectClose(v2.logits, expected2, tolerance: 1e-5)
         let sha2 = try await s.get("/v2/models/m").object["sha256"] as? String
-        let fileSHA = try SHA256Digest.hex(fileAt: dir + "/m.h5")
+        let fileSHA = try FileDigest.sha256(fileAt: dir + "/m.h5")
         #expect(sha2 != sha1 && sha2 == fileSHA)
 
         // A broken replacement: the reload fails with the reader's error, version 2 keeps serving.
