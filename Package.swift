@@ -21,6 +21,9 @@ let package = Package(
         // (graceful shutdown) and NIOCore (the bound port) directly.
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.0.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.0.0"),
+        // The protobuf runtime for ONNX export (the generated onnx.pb.swift is committed; the
+        // protoc plugin is not part of the build, see docs/interop.md).
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
         // SHA-256 of checkpoint files and tensors (BoringSSL's, with the CPU's SHA extensions).
         .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
         // Property-based testing in Swift Testing (the JSON parser's property tests).
@@ -51,6 +54,11 @@ let package = Package(
         // Learning-rate cycle, multi-level cycle plan, trainer (scores through MLResAnalysis).
         .target(name: "MLResTraining",
                 dependencies: ["MLResModel", "MLResHDF5", "MLResEngine", "MLResData", "MLResAnalysis"]),
+        // Exchange with the ecosystem: ONNX export, safetensors state_dicts (PyTorch names).
+        .target(name: "MLResInterop", dependencies: [
+            "MLResModel",
+            .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+        ], exclude: ["ONNX/onnx.proto", "ONNX/README.md"]),
         // HTTP inference server (Open Inference Protocol v2) with dynamic batching.
         .target(name: "MLResServer", dependencies: [
             "MLResModel", "MLResHDF5", "MLResEngine", "MLResData", "MLResAnalysis", "CZlib",
@@ -68,7 +76,7 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "mlres-surgery", dependencies: [
-            "MLResModel", "MLResHDF5",
+            "MLResModel", "MLResHDF5", "MLResInterop",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "mlres-eval", dependencies: [
@@ -92,6 +100,8 @@ let package = Package(
         .testTarget(name: "MLResAnalysisTests",
                     dependencies: ["MLResAnalysis", "MLResModel", "MLResHDF5", "MLResEngine", "MLResData",
                                    "MLResTestSupport"]),
+        .testTarget(name: "MLResInteropTests",
+                    dependencies: ["MLResInterop", "MLResModel", "MLResHDF5", "MLResTestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["MLResModel", "MLResHDF5", "MLResTestSupport"]),
         .testTarget(name: "MLResServerTests",
                     dependencies: ["MLResServer", "MLResModel", "MLResHDF5", "MLResEngine",

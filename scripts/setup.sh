@@ -3,7 +3,8 @@
 #   C libraries: HDF5 (checkpoints), oneDNN (compute), zlib (gzipped IDX files)
 #   Data: Debian's dataset-fashion-mnist (the real dataset every machine here can install)
 #   Python: numpy + h5py for the interop tests and fixture scripts; matplotlib for plots;
-#           tritonclient[http] for the server's client tests
+#           tritonclient[http] for the server's client tests;
+#           onnx + onnxruntime + safetensors for the ONNX/safetensors interop tests (no PyTorch)
 set -euo pipefail
 need=()
 for p in libhdf5-dev hdf5-tools zlib1g-dev libdnnl-dev dataset-fashion-mnist pkg-config; do
@@ -15,10 +16,10 @@ if [ ${#need[@]} -gt 0 ]; then
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
 fi
-if ! python3 -c "import numpy, h5py, matplotlib" >/dev/null 2>&1; then
-    echo "setup: installing python packages (numpy, h5py, matplotlib)" >&2
-    python3 -m pip install -q --disable-pip-version-check numpy h5py matplotlib >/dev/null 2>&1 \
-        || echo "setup: warning: pip could not install numpy/h5py/matplotlib (interop tests will say so)" >&2
+if ! python3 -c "import numpy, h5py, matplotlib, onnx, onnxruntime, safetensors" >/dev/null 2>&1; then
+    echo "setup: installing python packages (numpy, h5py, matplotlib, onnx, onnxruntime, safetensors)" >&2
+    python3 -m pip install -q --disable-pip-version-check numpy h5py matplotlib onnx onnxruntime safetensors >/dev/null 2>&1 \
+        || echo "setup: warning: pip could not install the python packages (interop tests will say so)" >&2
 fi
 # Triton's HTTP client: the server tests drive mlres-eval serve with it (Tests/python/).
 if ! python3 -c "import tritonclient.http" >/dev/null 2>&1; then
