@@ -26,6 +26,7 @@ let package = Package(
                        providers: [.apt(["libhdf5-dev", "zlib1g-dev"])]),
         .systemLibrary(name: "CDNNL", providers: [.apt(["libdnnl-dev"])]),
         .systemLibrary(name: "CZlib", providers: [.apt(["zlib1g-dev"])]),
+        .systemLibrary(name: "CMPI", pkgConfig: "ompi-c", providers: [.apt(["libopenmpi-dev"])]),
 
         // Pure Swift: the network as data, tensors, checkpoint value, surgery.
         .target(name: "MLResModel"),
@@ -36,6 +37,8 @@ let package = Package(
         // Datasets, augmentation, learning-rate cycle, multi-level schedule, trainer.
         .target(name: "MLResTraining",
                 dependencies: ["MLResModel", "MLResHDF5", "MLResEngine", "CZlib"]),
+        // The only module that calls MPI: the process group of an mpirun job (data-parallel training).
+        .target(name: "MLResDistributed", dependencies: ["CMPI"]),
         // Scoring, residual norms, lesion studies.
         .target(name: "MLResAnalysis",
                 dependencies: ["MLResModel", "MLResHDF5", "MLResEngine", "MLResTraining"]),
@@ -50,7 +53,7 @@ let package = Package(
 
         // Thin executables.
         .executableTarget(name: "mlres-train", dependencies: [
-            "MLResModel", "MLResHDF5", "MLResEngine", "MLResTraining",
+            "MLResModel", "MLResHDF5", "MLResEngine", "MLResTraining", "MLResDistributed",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "mlres-surgery", dependencies: [
@@ -63,6 +66,9 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
+        // Test helper run under mpirun by DistributedTests: exercises every collective.
+        .executableTarget(name: "mlres-mpi-probe", dependencies: ["MLResDistributed"], path: "Tests/MPIProbe"),
+
         .testTarget(name: "MLResModelTests", dependencies: ["MLResModel"]),
         .testTarget(name: "MLResHDF5Tests", dependencies: ["MLResModel", "MLResHDF5"],
                     resources: []),
@@ -73,6 +79,7 @@ let package = Package(
         .testTarget(name: "MLResAnalysisTests",
                     dependencies: ["MLResAnalysis", "MLResModel", "MLResHDF5", "MLResEngine", "MLResTraining"]),
         .testTarget(name: "CLITests", dependencies: ["MLResModel", "MLResHDF5"]),
+        .testTarget(name: "DistributedTests", dependencies: ["MLResModel", "MLResHDF5", "MLResDistributed"]),
         .testTarget(name: "MLResServerTests",
                     dependencies: ["MLResServer", "MLResModel", "MLResHDF5", "MLResEngine",
                                    "MLResTraining", "MLResAnalysis"],
