@@ -79,7 +79,7 @@ let package = Package(
         .testTarget(name: "MLResAnalysisTests",
                     dependencies: ["MLResAnalysis", "MLResModel", "MLResHDF5", "MLResEngine", "MLResTraining"]),
         .testTarget(name: "CLITests", dependencies: ["MLResModel", "MLResHDF5"]),
-        .testTarget(name: "DistributedTests", dependencies: ["MLResModel", "MLResHDF5", "MLResDistributed"]),
+        .testTarget(name: "DistributedTests", dependencies: ["MLResModel", "MLResHDF5", "MLResTraining"]),
         .testTarget(name: "MLResServerTests",
                     dependencies: ["MLResServer", "MLResModel", "MLResHDF5", "MLResEngine",
                                    "MLResTraining", "MLResAnalysis"],

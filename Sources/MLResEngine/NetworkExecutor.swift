@@ -33,6 +33,8 @@ public final class NetworkExecutor {
     public private(set) var network: Network
     /// Training batch size.
     public let batchSize: Int
+    /// Synchronised batch norm across data-parallel replicas (nil: per-batch statistics).
+    public let replicaSum: ReplicaSum?
     /// SGD momentum μ (default 0.9) and weight decay (default 2e-4).
     public var momentum: Double = 0.9
     public var weightDecay: Double = 2e-4
@@ -50,16 +52,19 @@ public final class NetworkExecutor {
     private struct PlanKey: Hashable { let batch: Int; let mode: PlanMode }
     private var plans: [PlanKey: Plan] = [:]
     /// Bumped whenever parameters or BN statistics change, so plans re-prepare their weights.
-    private var version = 0
+    var version = 0
 
     /// - Parameters:
     ///   - network: the network to run; its parameters are copied in.
     ///   - batchSize: the training batch size (eval accepts any batch size).
     ///   - threads: oneDNN (OpenMP) threads; nil keeps the default, all cores.
-    public init(network: Network, batchSize: Int, threads: Int? = nil) throws {
+    ///   - replicaSum: synchronised batch norm across the replicas of a data-parallel job
+    ///     (see ``ReplicaSum``); nil: every batch norm uses this batch's statistics.
+    public init(network: Network, batchSize: Int, threads: Int? = nil, replicaSum: ReplicaSum? = nil) throws {
         guard batchSize > 0 else { throw EngineError("batch size must be positive (got \(batchSize))") }
         if let msg = network.architectureValue.validationError() { throw EngineError("network: \(msg)") }
         setEngineThreads(threads)
+        self.replicaSum = replicaSum
         self.network = network
         self.batchSize = batchSize
         let c0 = network.inputShape[0]
@@ -228,9 +233,16 @@ public final class NetworkExecutor {
     /// tensor, g ← ∇ + wd·w; v ← μ·v + g; w ← w − lr·v.
     public func trainStep(input: [Float], labels: [Int], lr: Float) throws -> (loss: Double, correct: Int) {
         let r = try computeGradients(input: input, labels: labels)
+        applySGD(lr: lr)
+        return r
+    }
+
+    /// The SGD half of ``trainStep(input:labels:lr:)``, on the gradients in place (for a
+    /// data-parallel step, after they are summed over the replicas): for every trainable
+    /// tensor g ← ∇ + wd·w; v ← μ·v + g; w ← w − lr·v.
+    public func applySGD(lr: Float) {
         for p in params { p.sgdStep(lr: lr, momentum: Float(momentum), weightDecay: Float(weightDecay)) }
         version += 1
-        return r
     }
 
     /// The gradient (of the mean loss) left by the last training step, by checkpoint path.

@@ -80,7 +80,12 @@ func launch(_ tool: String, _ args: [String], ranks: Int?, logs: String, mca: [S
     guard let mpirun = mpirunPath() else { throw TestFailure("mpirun is not on the PATH: run scripts/setup.sh (installs openmpi-bin)") }
     var mpiArgs = ["-np", "\(n)", "--bind-to", "none", "--oversubscribe"]
     for (k, v) in mca.sorted(by: { $0.key < $1.key }) { mpiArgs += ["--mca", k, v] }
-    return try Job(mpirun, mpiArgs + [exe] + args, logs: logs, environment: launchEnvironment())
+    // The test runner's threads block SIGTERM/SIGINT (libdispatch's signal sources), and a
+    // spawned child inherits that mask: mpirun would never see the SIGTERM a test sends it.
+    // A one-line exec wrapper unblocks them first, as a shell would have them.
+    let unblock = "import os, signal, sys; signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT}); os.execv(sys.argv[1], sys.argv[1:])"
+    return try Job("/usr/bin/python3", ["-c", unblock, mpirun] + mpiArgs + [exe] + args, logs: logs,
+                   environment: launchEnvironment())
 }
 
 struct TestFailure: Error, CustomStringConvertible {

@@ -59,6 +59,12 @@ public final class Trainer {
     private var segments = 0
     private let stop: StopRequest
     private let reporter: ProgressReporter
+    /// The data-parallel job (``SingleProcess`` when alone); rank 0 alone writes files.
+    private let group: ProcessGroup
+    /// `--sync-bn`: batch statistics over the global batch (only with more than one rank).
+    private let syncBN: Bool
+    private var flatGradients: [Float] = []
+    private var communication = CommunicationClock()
 
     /// Stop (as on SIGTERM: write `last.h5`, return ``TrainOutcome/interrupted``) once this
     /// many global steps are done; for tests and scripted pauses.
@@ -75,8 +81,15 @@ public final class Trainer {
     /// the flag, file or HDF5 path at fault.
     ///
     /// - Parameter quiet: no console output (metrics.jsonl is still written).
-    public init(_ request: TrainRequest, stop: StopRequest = StopRequest(), quiet: Bool = false) throws {
+    ///
+    /// - Parameter group: the ranks of a data-parallel job (see docs/distributed.md): every rank
+    ///   trains on `--batch-size / group.size` images of each global batch, gradients are
+    ///   summed over the ranks before the SGD step, and rank 0 alone writes files.
+    public init(_ request: TrainRequest, stop: StopRequest = StopRequest(), quiet: Bool = false,
+                group: ProcessGroup = SingleProcess()) throws {
         self.stop = stop
+        self.group = group
+        syncBN = request.syncBN && group.size > 1
         // 1. The checkpoint to resume, if any.
         var ckpt: Checkpoint?
         if let path = request.resume {
@@ -105,6 +118,9 @@ public final class Trainer {
             guard net.numClasses == trainSet.numClasses else {
                 throw TrainError("\(file): the network has \(net.numClasses) classes but --dataset \(kind.rawValue)\(cfg.labels == "coarse" ? " --labels coarse" : "") has \(trainSet.numClasses)")
             }
+        }
+        guard cfg.batchSize % group.size == 0 else {
+            throw TrainError("--batch-size \(cfg.batchSize) is not a multiple of the \(group.size) ranks: every rank takes an equal slice of each global batch")
         }
         let spe = trainSet.count / cfg.batchSize
         guard spe > 0 else {
@@ -140,7 +156,7 @@ public final class Trainer {
             throw TrainError("--out \(out) already holds a run (\(last)); continue it with --resume \(last), choose another --out, or pass --force to start over")
         }
 
-        if request.resume == nil && request.force {
+        if request.resume == nil && request.force && group.rank == 0 {
             // Starting over: the old run's metrics and cycle snapshots would mislead.
             let fm = FileManager.default
             for f in (try? fm.contentsOfDirectory(atPath: out)) ?? []
@@ -216,7 +232,8 @@ public final class Trainer {
         config = cfg
         lineage = startLineage
 
-        executor = try NetworkExecutor(network: network, batchSize: cfg.batchSize, threads: cfg.threads)
+        executor = try NetworkExecutor(network: network, batchSize: cfg.batchSize / group.size, threads: cfg.threads,
+                                       replicaSum: Trainer.replicaSum(group, sync: syncBN))
         executor.momentum = cfg.momentum
         executor.weightDecay = cfg.weightDecay
         if let opt = optimizer {
@@ -227,14 +244,15 @@ public final class Trainer {
         let standardizer = Standardizer(mean: network.inputMean, std: network.inputStd)
         loader = try TrainingLoader(dataset: trainSet, batchSize: cfg.batchSize,
                                     augmentation: Augmentation(padding: cfg.padding, flip: cfg.flip),
-                                    standardizer: standardizer, seed: cfg.seed, dropLast: true, prefetch: true)
+                                    standardizer: standardizer, seed: cfg.seed, dropLast: true, prefetch: true,
+                                    replica: group.rank, replicas: group.size)
         if let s = loaderState { try loader.restore(s) }
         let eb = try EvalBatches(dataset: testSet, batchSize: max(cfg.batchSize, 100), standardizer: standardizer)
         evalSource = eb
         evalCache = testSet.count * testSet.imageSize <= 64 << 20 ? (0 ..< eb.count).map { eb.batch($0) } : nil
         reporter = try ProgressReporter(format: cfg.logFormat, logEvery: cfg.logEvery,
-                                        metricsPath: (out as NSString).appendingPathComponent("metrics.jsonl"),
-                                        quiet: quiet)
+                                        metricsPath: group.rank == 0 ? (out as NSString).appendingPathComponent("metrics.jsonl") : nil,
+                                        quiet: quiet || group.rank != 0, bar: group.size == 1)
     }
 
     /// Number of residual blocks of the current network.
@@ -248,20 +266,21 @@ public final class Trainer {
         let runClock = Date()
         var runSteps = 0
         while globalStep < plan.totalSteps {
-            if stop.isRequested || stopAtStep == globalStep { return try interrupt() }
+            // Every rank stops after the same step: the stop flag is reduced over the ranks.
+            if group.any(stop.isRequested || stopAtStep == globalStep) { return try interrupt() }
             let pos = plan.position(ofStep: globalStep)
             if partial == nil {
                 partial = .init(lossSum: 0, correct: 0, seen: 0, seconds: 0, lrStart: pos.lr)
             }
             if runSteps == 0 || globalStep % stepsPerEpoch == 0 { epochClock = Date() }
             let batch = loader.next()
-            let r = try executor.trainStep(input: batch.images, labels: batch.labels.map { Int($0) }, lr: Float(pos.lr))
-            guard r.loss.isFinite else {
-                throw TrainError("training diverged: loss \(r.loss) at epoch \(epochsDone + 1), step \(globalStep) (lr \(pos.lr)); try a smaller --lr-max")
+            let r = try trainStep(batch, lr: pos.lr)
+            guard r.lossSum.isFinite else {
+                throw TrainError("training diverged: loss \(r.lossSum / Double(r.count)) at epoch \(epochsDone + 1), step \(globalStep) (lr \(pos.lr)); try a smaller --lr-max")
             }
-            partial!.lossSum += r.loss * Double(batch.count)
+            partial!.lossSum += r.lossSum
             partial!.correct += r.correct
-            partial!.seen += batch.count
+            partial!.seen += r.count
             globalStep += 1; runSteps += 1
             let inEpoch = globalStep - epochsDone * stepsPerEpoch
             let elapsed = Date().timeIntervalSince(runClock)
@@ -276,6 +295,7 @@ public final class Trainer {
             if inEpoch == stepsPerEpoch { try endEpoch(lastLR: pos.lr) }
         }
         let err = history["test_error"]?.last ?? .nan
+        try reportDigest()
         reporter.say("done: \(epochsDone) epochs, \(currentBlocks) blocks, test error \(String(format: "%.2f", 100 * err))%; wrote \(lastPath)")
         return .finished(checkpoint: lastPath, testError: err)
     }
@@ -296,6 +316,8 @@ public final class Trainer {
     }
 
     private func endEpoch(lastLR: Double) throws {
+        try averageRunningStatistics()
+        try checkRanksAgree()
         let (testLoss, testError) = try evaluate()
         let p = partial!
         let seconds = p.seconds + Date().timeIntervalSince(epochClock)
@@ -312,6 +334,13 @@ public final class Trainer {
         rec["epoch"] = .int(epochsDone); rec["global_step"] = .int(globalStep); rec["blocks"] = .int(Int(blocks))
         rec["type"] = .string("epoch"); rec["cycle"] = .int(cycle); rec["lr_start"] = .double(p.lrStart)
         rec["depth"] = .string(currentBlocks)
+        if group.size > 1 {
+            rec["ranks"] = .int(group.size)
+            rec["allreduce_seconds"] = .double(communication.seconds)
+            rec["allreduce_calls"] = .int(communication.calls)
+            rec["allreduce_bytes"] = .int(communication.bytes)
+            communication.reset()
+        }
         reporter.record(rec)
         if reporter.mode != .json {
             reporter.say(String(format: "epoch %d/%d %@ cycle %d: train loss %.4f err %.2f%% | test loss %.4f err %.2f%% | lr %.4f→%.4f | %.1fs",
@@ -339,7 +368,8 @@ public final class Trainer {
         let before = try checkpoint(cycleEnd: true)
         let (after, splan) = try Surgery.interpolate(before, firstBlock: config.firstBlock, hPolicy: .halve,
                                                      resetOptimizer: config.resetMomentum, parentSHA256: sha)
-        let fresh = try NetworkExecutor(network: after.network, batchSize: config.batchSize, threads: config.threads)
+        let fresh = try NetworkExecutor(network: after.network, batchSize: config.batchSize / group.size,
+                                        threads: config.threads, replicaSum: Trainer.replicaSum(group, sync: syncBN))
         fresh.momentum = config.momentum; fresh.weightDecay = config.weightDecay
         if let opt = after.optimizer { try fresh.importOptimizerState(opt) }
         executor = fresh
@@ -360,12 +390,15 @@ public final class Trainer {
             "epochs": .int(endEpoch - epochsDone), "cycle": .int(pos.cycle), "from_epoch": .int(epochsDone),
             "to_epoch": .int(endEpoch), "global_step": .int(globalStep), "dataset": .string(config.dataset),
             "blocks": .string(currentBlocks), "resumed": .bool(resumed && segments == 0),
+            "ranks": .int(group.size), "sync_bn": .bool(syncBN),
         ]))
         segments += 1
     }
 
     private func interrupt() throws -> TrainOutcome {
+        try averageRunningStatistics()
         try write(to: lastPath, cycleEnd: false)
+        try reportDigest()
         let sig = stop.signal.map { $0 == SIGINT ? "SIGINT" : "SIGTERM" } ?? "stop requested"
         reporter.say("\(sig): stopped after step \(globalStep) (epoch \(epochsDone + 1), \(globalStep - epochsDone * stepsPerEpoch)/\(stepsPerEpoch)); wrote \(lastPath). Resume with: mlres-train --resume \(lastPath)")
         return .interrupted(checkpoint: lastPath, epoch: epochsDone, globalStep: globalStep)
@@ -374,10 +407,11 @@ public final class Trainer {
     // MARK: - Evaluation and checkpoints
 
     /// Mean cross-entropy and error rate on the test set, eval mode (running BN statistics).
+    /// Split over the ranks: rank r evaluates the batches b with b mod N = r; the sums are added.
     private func evaluate() throws -> (loss: Double, error: Double) {
         var lossSum = 0.0, wrong = 0, n = 0
         let k = executor.network.numClasses
-        for bi in 0 ..< evalSource.count {
+        for bi in stride(from: group.rank, to: evalSource.count, by: group.size) {
             let b = evalCache?[bi] ?? evalSource.batch(bi)
             let z = try executor.forward(b.images, count: b.count)
             for i in 0 ..< b.count {
@@ -393,7 +427,9 @@ public final class Trainer {
                 n += 1
             }
         }
-        return (lossSum / Double(n), Double(wrong) / Double(n))
+        var sums = [lossSum, Double(wrong), Double(n)]
+        group.allreduceSum(&sums)
+        return (sums[0] / sums[2], sums[1] / sums[2])
     }
 
     /// The current state as a checkpoint. `cycleEnd`: the step count ends a cycle and the record
@@ -419,7 +455,72 @@ public final class Trainer {
                           training: state, lineage: lineage)
     }
 
+    /// Rank 0 alone writes (atomically); the other ranks hold the same state.
     private func write(to path: String, cycleEnd: Bool) throws {
+        guard group.rank == 0 else { return }
         try CheckpointIO.write(try checkpoint(cycleEnd: cycleEnd), to: path)
+    }
+
+    // MARK: - Data parallelism (see docs/distributed.md)
+
+    /// The engine's hook for `--sync-bn`: per-channel sums over the ranks.
+    private static func replicaSum(_ group: ProcessGroup, sync: Bool) -> ReplicaSum? {
+        sync ? ReplicaSum(replicas: group.size) { group.allreduceSum(&$0) } : nil
+    }
+
+    /// One optimizer step on this rank's slice of the global batch. With N > 1 ranks: forward
+    /// and backward on the slice, the flat gradient summed over the ranks (one MPI_Allreduce)
+    /// and divided by N (each rank's gradient is that of its own mean loss), then the same SGD
+    /// step everywhere. Returns the global batch's loss sum, correct count and size.
+    private func trainStep(_ batch: Batch, lr: Double) throws -> (lossSum: Double, correct: Int, count: Int) {
+        let labels = batch.labels.map { Int($0) }
+        guard group.size > 1 else {
+            let r = try executor.trainStep(input: batch.images, labels: labels, lr: Float(lr))
+            return (r.loss * Double(batch.count), r.correct, batch.count)
+        }
+        let r = try executor.computeGradients(input: batch.images, labels: labels)
+        let scale = 1 / Float(group.size)
+        let clock = Date()
+        executor.withFlatGradients(&flatGradients) { b in
+            group.allreduceSum(b)
+            for i in b.indices { b[i] *= scale }
+        }
+        var sums = [r.loss * Double(batch.count), Double(r.correct)]
+        group.allreduceSum(&sums)
+        communication.seconds += Date().timeIntervalSince(clock)
+        communication.calls += 1
+        communication.bytes += flatGradients.count * MemoryLayout<Float>.size
+        executor.applySGD(lr: Float(lr))
+        return (sums[0], Int(sums[1].rounded()), batch.count * group.size)
+    }
+
+    /// Per-rank batch statistics leave each rank its own running statistics: their mean over
+    /// the ranks replaces them before any evaluation or checkpoint, so all ranks evaluate and
+    /// save the same model (with `--sync-bn` they are already equal and stay so).
+    private func averageRunningStatistics() throws {
+        guard group.size > 1 else { return }
+        var stats = executor.runningStatistics()
+        group.average(&stats)
+        try executor.setRunningStatistics(stats)
+    }
+
+    /// Compares a fingerprint of every tensor over the ranks; throws naming the first tensor
+    /// that differs (a rank that diverged would otherwise go on training silently).
+    private func checkRanksAgree() throws {
+        guard group.size > 1 else { return }
+        let net = try executor.exportNetwork()
+        let prints = tensorFingerprints(net)
+        var lo = prints.map(\.value), hi = lo
+        group.allreduceMin(&lo); group.allreduceMax(&hi)
+        if let path = firstDivergence(paths: prints.map(\.path), minimum: lo, maximum: hi) {
+            throw TrainError("the \(group.size) ranks hold different weights after step \(globalStep): first differing tensor \(path)")
+        }
+    }
+
+    /// With several ranks, every rank prints the digest of the weights it holds (they agree).
+    private func reportDigest() throws {
+        guard group.size > 1 else { return }
+        let d = networkDigest(try executor.exportNetwork())
+        FileHandle.standardError.write(Data("rank \(group.rank)/\(group.size): weights sha256 \(d) at step \(globalStep)\n".utf8))
     }
 }
