@@ -34,17 +34,19 @@ let package = Package(
         .target(name: "MLResHDF5", dependencies: ["MLResModel", "CHDF5"]),
         // The only module that calls oneDNN: forward/backward, SGD.
         .target(name: "MLResEngine", dependencies: ["MLResModel", "CDNNL"]),
-        // Datasets, augmentation, learning-rate cycle, multi-level schedule, trainer.
-        .target(name: "MLResTraining",
-                dependencies: ["MLResModel", "MLResHDF5", "MLResEngine", "CZlib"]),
+        // Datasets: readers (CIFAR, STL-10, IDX), augmentation, standardisation, batch loaders.
+        .target(name: "MLResData", dependencies: ["MLResModel", "CZlib"]),
         // The only module that calls MPI: the process group of an mpirun job (data-parallel training).
         .target(name: "MLResDistributed", dependencies: ["CMPI"]),
-        // Scoring, residual norms, lesion studies.
+        // Scoring (the one scoring loop), residual norms, lesion studies.
         .target(name: "MLResAnalysis",
-                dependencies: ["MLResModel", "MLResHDF5", "MLResEngine", "MLResTraining"]),
+                dependencies: ["MLResModel", "MLResHDF5", "MLResEngine", "MLResData"]),
+        // Learning-rate cycle, multi-level cycle plan, trainer (scores through MLResAnalysis).
+        .target(name: "MLResTraining",
+                dependencies: ["MLResModel", "MLResHDF5", "MLResEngine", "MLResData", "MLResAnalysis"]),
         // HTTP inference server (Open Inference Protocol v2) with dynamic batching.
         .target(name: "MLResServer", dependencies: [
-            "MLResModel", "MLResHDF5", "MLResEngine", "MLResTraining", "MLResAnalysis",
+            "MLResModel", "MLResHDF5", "MLResEngine", "MLResData", "MLResAnalysis",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "Prometheus", package: "swift-prometheus"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -53,7 +55,7 @@ let package = Package(
 
         // Thin executables.
         .executableTarget(name: "mlres-train", dependencies: [
-            "MLResModel", "MLResHDF5", "MLResEngine", "MLResTraining", "MLResDistributed",
+            "MLResModel", "MLResHDF5", "MLResEngine", "MLResData", "MLResTraining", "MLResDistributed",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "mlres-surgery", dependencies: [
@@ -61,7 +63,7 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "mlres-eval", dependencies: [
-            "MLResModel", "MLResHDF5", "MLResEngine", "MLResTraining", "MLResAnalysis",
+            "MLResModel", "MLResHDF5", "MLResEngine", "MLResData", "MLResAnalysis",
             "MLResServer",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
@@ -69,20 +71,27 @@ let package = Package(
         // Test helper run under mpirun by DistributedTests: exercises every collective.
         .executableTarget(name: "mlres-mpi-probe", dependencies: ["MLResDistributed"], path: "Tests/MPIProbe"),
 
-        .testTarget(name: "MLResModelTests", dependencies: ["MLResModel"]),
-        .testTarget(name: "MLResHDF5Tests", dependencies: ["MLResModel", "MLResHDF5"],
+        // What every test target shares: the float64 reference network, the test-network
+        // builder, the closeness check, and the launcher of the built executables.
+        .target(name: "MLResTestSupport", dependencies: ["MLResModel"], path: "Tests/MLResTestSupport"),
+
+        .testTarget(name: "MLResModelTests", dependencies: ["MLResModel", "MLResTestSupport"]),
+        .testTarget(name: "MLResHDF5Tests", dependencies: ["MLResModel", "MLResHDF5", "MLResTestSupport"],
                     resources: []),
         .testTarget(name: "MLResEngineTests",
-                    dependencies: ["MLResModel", "MLResEngine", "MLResHDF5"]),
+                    dependencies: ["MLResModel", "MLResEngine", "MLResHDF5", "MLResTestSupport"]),
         .testTarget(name: "MLResTrainingTests",
-                    dependencies: ["MLResModel", "MLResTraining", "MLResHDF5", "MLResEngine"]),
+                    dependencies: ["MLResModel", "MLResData", "MLResTraining", "MLResHDF5", "MLResEngine",
+                                   "MLResTestSupport"]),
         .testTarget(name: "MLResAnalysisTests",
-                    dependencies: ["MLResAnalysis", "MLResModel", "MLResHDF5", "MLResEngine", "MLResTraining"]),
-        .testTarget(name: "CLITests", dependencies: ["MLResModel", "MLResHDF5"]),
-        .testTarget(name: "DistributedTests", dependencies: ["MLResModel", "MLResHDF5", "MLResTraining"]),
+                    dependencies: ["MLResAnalysis", "MLResModel", "MLResHDF5", "MLResEngine", "MLResData",
+                                   "MLResTestSupport"]),
+        .testTarget(name: "CLITests", dependencies: ["MLResModel", "MLResHDF5", "MLResTestSupport"]),
+        .testTarget(name: "DistributedTests",
+                    dependencies: ["MLResModel", "MLResHDF5", "MLResTraining", "MLResTestSupport"]),
         .testTarget(name: "MLResServerTests",
                     dependencies: ["MLResServer", "MLResModel", "MLResHDF5", "MLResEngine",
-                                   "MLResTraining", "MLResAnalysis"],
+                                   "MLResData", "MLResAnalysis", "MLResTestSupport"],
                     exclude: ["Fixtures"]),
     ],
     swiftLanguageModes: [.v5]

@@ -1,7 +1,7 @@
 import Foundation
 import MLResEngine
 import MLResModel
-import MLResTraining
+import MLResData
 
 /// A problem an analysis cannot get past (a checkpoint that does not fit the dataset, a bad
 /// request), with a message that names what is wrong.
@@ -38,6 +38,56 @@ public struct Evaluation: Sendable {
             let n = row.reduce(0, +)
             return n == 0 ? nil : Double(row[k]) / Double(n)
         }
+    }
+}
+
+extension Evaluation {
+    /// Eval-mode scoring of the network `executor` holds on `batchCount` batches (running BN
+    /// statistics): per image the ``LogitScore`` of its logits (float64 softmax cross-entropy,
+    /// arg-max with ties to the lowest class). The one scoring loop of mlres: the trainer's
+    /// per-epoch test evaluation and ``Evaluator/evaluate(_:name:skipping:keepLogits:observe:)``
+    /// (`mlres-eval score`, `lesion`) call it. `seconds` and `totalSeconds` are left 0.
+    ///
+    /// - Parameters:
+    ///   - batch: the standardised batch `b` in `0 ..< batchCount` (images in dataset order).
+    ///   - classes: K, the network's class count; every label must be in `0 ..< K`.
+    ///   - skipping: blocks whose residual branch is left out.
+    ///   - keepLogits: return the `N × K` logits.
+    ///   - observe: every block's Y_j and h·F(Y_j), with the index of the batch's first image.
+    /// - Throws: `AnalysisError` for a label outside `0 ..< K`; the engine's errors.
+    public static func score(_ executor: NetworkExecutor, batchCount: Int, batch: (Int) throws -> Batch,
+                             classes k: Int, skipping: Set<BlockID> = [], keepLogits: Bool = false,
+                             observe: ((_ firstImage: Int, BlockActivation) -> Void)? = nil) throws -> Evaluation {
+        var confusion = [[Int]](repeating: [Int](repeating: 0, count: k), count: k)
+        var correct = 0, count = 0
+        var lossSum = 0.0
+        var logits: [Float] = []
+        for b in 0 ..< batchCount {
+            let batch = try batch(b)
+            let z: [Float]
+            if let observe {
+                let offset = count
+                z = try executor.forward(batch.images, count: batch.count, skipping: skipping) { observe(offset, $0) }
+            } else {
+                z = try executor.forward(batch.images, count: batch.count, skipping: skipping)
+            }
+            if let i = batch.labels.firstIndex(where: { $0 < 0 || Int($0) >= k }) {
+                throw AnalysisError("image \(count + i) has label \(batch.labels[i]), outside the network's \(k) classes 0..<\(k)")
+            }
+            z.withUnsafeBufferPointer { zp in
+                for i in 0 ..< batch.count {
+                    let label = Int(batch.labels[i])
+                    let s = LogitScore(UnsafeBufferPointer(rebasing: zp[(i * k) ..< ((i + 1) * k)]), label: label)
+                    lossSum += s.loss
+                    confusion[label][s.predicted] += 1
+                    if s.predicted == label { correct += 1 }
+                }
+            }
+            if keepLogits { logits += z.prefix(batch.count * k) }
+            count += batch.count
+        }
+        return Evaluation(count: count, correct: correct, meanLoss: count == 0 ? 0 : lossSum / Double(count),
+                          confusion: confusion, logits: keepLogits ? logits : nil, seconds: 0, totalSeconds: 0)
     }
 }
 
@@ -121,48 +171,16 @@ public final class Evaluator {
         let start = DispatchTime.now().uptimeNanoseconds
         let exe = try executor(for: network)
         let batches = try batches(for: network)
-        let k = network.numClasses
         // Warm-up: plan the primitives of the first batch size outside the timed loop.
         if observe == nil {
             _ = try exe.forward(batches[0].images, count: batches[0].count, skipping: skipping)
         }
-        var confusion = [[Int]](repeating: [Int](repeating: 0, count: k), count: k)
-        var correct = 0
-        var lossSum = 0.0
-        var logits: [Float] = []
-        if keepLogits { logits.reserveCapacity(dataset.count * k) }
         let timed = DispatchTime.now().uptimeNanoseconds
-        var first = 0
-        for batch in batches {
-            let z: [Float]
-            if let observe {
-                let offset = first
-                z = try exe.forward(batch.images, count: batch.count, skipping: skipping) { observe(offset, $0) }
-            } else {
-                z = try exe.forward(batch.images, count: batch.count, skipping: skipping)
-            }
-            z.withUnsafeBufferPointer { zp in
-                for i in 0 ..< batch.count {
-                    let row = zp.baseAddress! + i * k
-                    let label = Int(batch.labels[i])
-                    var best = 0
-                    var maxv = row[0]
-                    for c in 1 ..< k where row[c] > maxv { maxv = row[c]; best = c }
-                    // log-sum-exp in float64 around the maximum.
-                    let m = Double(maxv)
-                    var s = 0.0
-                    for c in 0 ..< k { s += Foundation.exp(Double(row[c]) - m) }
-                    lossSum += m + Foundation.log(s) - Double(row[label])
-                    confusion[label][best] += 1
-                    if best == label { correct += 1 }
-                }
-            }
-            if keepLogits { logits += z.prefix(batch.count * k) }
-            first += batch.count
-        }
+        var ev = try Evaluation.score(exe, batchCount: batches.count, batch: { batches[$0] }, classes: network.numClasses,
+                                      skipping: skipping, keepLogits: keepLogits, observe: observe)
         let end = DispatchTime.now().uptimeNanoseconds
-        return Evaluation(count: dataset.count, correct: correct, meanLoss: lossSum / Double(dataset.count),
-                          confusion: confusion, logits: keepLogits ? logits : nil,
-                          seconds: Double(end - timed) / 1e9, totalSeconds: Double(end - start) / 1e9)
+        ev.seconds = Double(end - timed) / 1e9
+        ev.totalSeconds = Double(end - start) / 1e9
+        return ev
     }
 }

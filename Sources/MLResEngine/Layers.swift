@@ -1,5 +1,6 @@
 import CDNNL
 import Foundation
+import MLResModel
 
 // Each layer of the network with its forward and backward. Activations are NHWC (oneDNN `nhwc`,
 // logical dims [N, C, H, W]); conv weights are in the blocked layout oneDNN picks.
@@ -470,21 +471,19 @@ struct FullyConnected {
 ///     dz[n,k] = (softmax(z_n)_k − [k = y_n]) / N
 enum SoftmaxCrossEntropy {
     /// Returns (mean loss, number of rows whose arg-max equals the label); writes dz if given.
+    /// Loss and arg-max are ``LogitScore``'s (the one scoring rule of mlres).
     static func evaluate(z: UnsafePointer<Float>, labels: [Int], classes: Int,
                          dz: UnsafeMutablePointer<Float>?) -> (loss: Double, correct: Int) {
         let n = labels.count
         var total = 0.0, correct = 0
         for i in 0..<n {
             let row = z + i * classes
-            var mx = row[0], arg = 0
-            for k in 1..<max(classes, 1) where row[k] > mx { mx = row[k]; arg = k }
-            if arg == labels[i] { correct += 1 }
-            var sum = 0.0
-            for k in 0..<classes { sum += Foundation.exp(Double(row[k] - mx)) }
-            total += Foundation.log(sum) + Double(mx) - Double(row[labels[i]])
+            let score = LogitScore(UnsafeBufferPointer(start: row, count: classes), label: labels[i])
+            if score.predicted == labels[i] { correct += 1 }
+            total += score.loss
             if let dz {
                 for k in 0..<classes {
-                    let p = Foundation.exp(Double(row[k] - mx)) / sum
+                    let p = Foundation.exp(Double(row[k]) - score.logSumExp)
                     dz[i * classes + k] = Float((p - (k == labels[i] ? 1 : 0)) / Double(n))
                 }
             }

@@ -237,12 +237,22 @@ public final class NetworkExecutor {
         return r
     }
 
-    /// The SGD half of ``trainStep(input:labels:lr:)``, on the gradients in place (for a
-    /// data-parallel step, after they are summed over the replicas): for every trainable
-    /// tensor g ← ∇ + wd·w; v ← μ·v + g; w ← w − lr·v.
+    /// The SGD-with-momentum update of every trainable tensor from the gradients in place
+    /// (left by ``computeGradients(input:labels:)``): g ← ∇ + wd·w; v ← μ·v + g; w ← w − lr·v.
     public func applySGD(lr: Float) {
         for p in params { p.sgdStep(lr: lr, momentum: Float(momentum), weightDecay: Float(weightDecay)) }
         version += 1
+    }
+
+    /// The first gradient element that is NaN or ±∞ (checkpoint path of the tensor, index in
+    /// the engine's layout, value), or nil when every gradient is finite. One pass over the
+    /// gradient buffers; the trainer calls it before each update.
+    public func firstNonFiniteGradient() -> (path: String, index: Int, value: Float)? {
+        for p in params {
+            let g = p.grad.floats
+            for i in 0..<p.grad.count where !g[i].isFinite { return (p.path, i, g[i]) }
+        }
+        return nil
     }
 
     /// The gradient (of the mean loss) left by the last training step, by checkpoint path.

@@ -2,7 +2,7 @@ import Foundation
 import MLResAnalysis
 import MLResHDF5
 import MLResModel
-import MLResTraining
+import MLResData
 
 /// The evaluator behind `POST /v1/evaluations`: the MLResAnalysis scorer, the code path of
 /// `mlres-eval score --json` (or, with a `lesion` object, of `mlres-eval lesion --json`).

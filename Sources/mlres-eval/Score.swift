@@ -3,7 +3,7 @@ import Foundation
 import MLResAnalysis
 import MLResHDF5
 import MLResModel
-import MLResTraining
+import MLResData
 
 // Shared plumbing of score, norms and lesion. Exit codes: 0 success, 2 a checkpoint or the
 // dataset could not be read, does not fit, or an output could not be written; 64 bad flags.

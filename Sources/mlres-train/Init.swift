@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import MLResHDF5
 import MLResModel
+import MLResTraining
 
 /// `mlres-train init`: a freshly initialised network (He-normal convs, BN 1/0 with running
 /// statistics 0/1, fc as PyTorch's default, every h = 1) written as a format v1 checkpoint
@@ -35,13 +36,8 @@ struct Init: ParsableCommand {
             FileHandle.standardError.write(Data("error: \(output): already exists (pass --force to replace it)\n".utf8))
             throw ExitCode.failure
         }
-        let args: [String: JSONValue] = [
-            "blocks": .array(arch.blocks.map { .int($0) }), "widths": .array(arch.widths.map { .int($0) }),
-            "classes": .int(arch.numClasses), "input_shape": .array(arch.inputShape.map { .int($0) }),
-            "seed": .int(Int(truncatingIfNeeded: seed)), "h": .double(h), "compress": .bool(compress),
-        ]
         let ckpt = Checkpoint(network: Network.initialized(arch, seed: seed, h: h),
-                              lineage: [LineageEvent(op: "init", args: args)])
+                              lineage: [LineageEvent.initialization(arch, seed: seed, h: h, compress: compress)])
         do {
             try CheckpointIO.write(ckpt, to: output, options: .init(compress: compress, overwrite: force))
         } catch let e as CheckpointError {

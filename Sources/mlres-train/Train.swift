@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import MLResDistributed
 import MLResModel
+import MLResData
 import MLResTraining
 
 /// `mlres-train [train]`: the multi-level trainer (see docs/training.md). A thin shell over

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import MLResHDF5
 import MLResModel
+import MLResTestSupport
 
 /// Runs the built executables (mlres-train init, mlres-surgery inspect/verify) as a user would.
 @Suite struct CheckpointCLITests {

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import MLResHDF5
 import MLResModel
+import MLResTestSupport
 
 // End-to-end tests of the built `mlres-surgery` (and `mlres-train init`) executables on real
 // checkpoint files. They need the HDF5 reader/writer and the built products (`swift build`

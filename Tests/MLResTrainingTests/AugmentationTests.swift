@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import MLResModel
+@testable import MLResData
 @testable import MLResTraining
 
 /// Independent reference of pad → crop → flip on one channel: builds the padded image

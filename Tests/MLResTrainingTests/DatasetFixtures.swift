@@ -1,4 +1,5 @@
 import Foundation
+@testable import MLResData
 @testable import MLResTraining
 
 /// The committed fixtures written by scripts/make_dataset_fixtures.py, and the formulas that

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+@testable import MLResData
 @testable import MLResTraining
 
 // MARK: - Readers on the committed fixtures (exact pixels and labels)

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import MLResModel
+@testable import MLResData
 @testable import MLResTraining
 
 /// Loader throughput (images/s, single consumer thread), run by scripts/bench-loader.sh in a

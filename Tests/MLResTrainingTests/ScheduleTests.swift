@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+@testable import MLResData
 @testable import MLResTraining
 
 /// Independent float64 form of the cosine cycle: η_min + (η_max − η_min)·cos²(πt / 2T),

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import MLResHDF5
 import MLResModel
+@testable import MLResData
 @testable import MLResTraining
 
 // The trainer on the committed Fashion-MNIST fixture (30 training / 12 test images of 28x28),

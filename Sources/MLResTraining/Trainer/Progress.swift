@@ -1,5 +1,6 @@
 import Dispatch
 import Foundation
+import MLResData
 import MLResModel
 
 /// A request to stop training, set from a signal handler thread and polled by the training

@@ -1,4 +1,5 @@
 import Foundation
+import MLResData
 import MLResModel
 
 /// The whole configuration of a training run, stored as JSON text in the checkpoint's

@@ -1,4 +1,6 @@
 import Foundation
+import MLResAnalysis
+import MLResData
 import MLResEngine
 import MLResHDF5
 import MLResModel
@@ -80,54 +82,34 @@ public final class Trainer {
     /// and the run folder. Throws ``TrainError``, `DatasetError` or `CheckpointError` naming
     /// the flag, file or HDF5 path at fault.
     ///
-    /// - Parameter quiet: no console output (metrics.jsonl is still written).
-    ///
-    /// - Parameter group: the ranks of a data-parallel job (see docs/distributed.md): every rank
-    ///   trains on `--batch-size / group.size` images of each global batch, gradients are
-    ///   summed over the ranks before the SGD step, and rank 0 alone writes files.
+    /// - Parameters:
+    ///   - quiet: no console output (metrics.jsonl is still written).
+    ///   - group: the ranks of a data-parallel job (see docs/distributed.md): every rank trains
+    ///     on `--batch-size / group.size` images of each global batch, gradients are summed
+    ///     over the ranks before the SGD step, and rank 0 alone writes files.
     public init(_ request: TrainRequest, stop: StopRequest = StopRequest(), quiet: Bool = false,
                 group: ProcessGroup = SingleProcess()) throws {
         self.stop = stop
         self.group = group
         syncBN = request.syncBN && group.size > 1
-        // 1. The checkpoint to resume, if any.
-        var ckpt: Checkpoint?
-        if let path = request.resume {
-            var isDir: ObjCBool = false
-            guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
-                throw TrainError("--resume \(path): no such file")
-            }
-            if isDir.boolValue {
-                throw TrainError("--resume \(path): is a folder; give the checkpoint file, e.g. \(path)/last.h5")
-            }
-            ckpt = try CheckpointIO.read(path: path)
-        }
+        // 1. The checkpoint to resume, if any, and the configuration.
+        let ckpt = try Self.readCheckpointToResume(request.resume)
         let stored = try ckpt?.training.map { try TrainConfig.parse($0.config, file: request.resume!) }
         var cfg = try stored.map { try $0.resumed(with: request, file: request.resume!) }
             ?? TrainConfig.fresh(request, network: ckpt?.network)
 
-        // 2. The data.
-        let (trainSet, testSet) = try cfg.selection.load()
-        train = trainSet; test = testSet
-        let kind = cfg.selection.datasetKind!
-        if let net = ckpt?.network {
-            let file = request.resume!
-            guard net.inputShape == trainSet.imageShape else {
-                throw TrainError("\(file): the network takes \(Tensor.describe(net.inputShape)) inputs but --dataset \(kind.rawValue) has \(Tensor.describe(trainSet.imageShape)) images")
-            }
-            guard net.numClasses == trainSet.numClasses else {
-                throw TrainError("\(file): the network has \(net.numClasses) classes but --dataset \(kind.rawValue)\(cfg.labels == "coarse" ? " --labels coarse" : "") has \(trainSet.numClasses)")
-            }
-        }
+        // 2. The data, and the schedule in optimizer steps.
+        (train, test) = try cfg.selection.load()
+        if let net = ckpt?.network { try Self.check(net, file: request.resume!, fits: train, config: cfg) }
         guard cfg.batchSize % group.size == 0 else {
             throw TrainError("--batch-size \(cfg.batchSize) is not a multiple of the \(group.size) ranks: every rank takes an equal slice of each global batch")
         }
-        let spe = trainSet.count / cfg.batchSize
+        let spe = train.count / cfg.batchSize
         guard spe > 0 else {
-            throw TrainError("--batch-size \(cfg.batchSize) is larger than the \(trainSet.count) training images")
+            throw TrainError("--batch-size \(cfg.batchSize) is larger than the \(train.count) training images")
         }
         if stored != nil && cfg.stepsPerEpoch != spe {
-            throw TrainError("\(request.resume!): trained with \(cfg.stepsPerEpoch) steps per epoch, but the training data now gives \(spe) (\(trainSet.count) images, batch \(cfg.batchSize)): not the same data")
+            throw TrainError("\(request.resume!): trained with \(cfg.stepsPerEpoch) steps per epoch, but the training data now gives \(spe) (\(train.count) images, batch \(cfg.batchSize)): not the same data")
         }
         cfg.stepsPerEpoch = spe
         stepsPerEpoch = spe
@@ -138,121 +120,192 @@ public final class Trainer {
         } catch let e as ScheduleError { throw TrainError(e.description) }
 
         // 3. The run folder.
+        outDir = try Self.prepareRunFolder(request, removesOldRun: group.rank == 0)
+
+        // 4. The starting state.
+        let start: StartState
+        if let ck = ckpt, let ts = ck.training {
+            start = try Self.resumeState(ck, ts, file: request.resume!, config: &cfg, schedule: schedule)
+        } else {
+            start = try Self.freshState(from: ckpt, file: request.resume, config: cfg, train: train, schedule: schedule)
+        }
+        history = start.history
+        globalStep = start.globalStep; epochsDone = start.epochsDone; partial = start.partial
+        transitionPending = start.transitionPending
+        resumed = start.resumed
+        plan = start.plan
+        startDescription = start.description
+        lineage = start.lineage
+        cfg.partialEpoch = nil
+        config = cfg
+
+        // 5. Engine, data loaders, reporting.
+        executor = try Self.makeExecutor(start.network, optimizer: start.optimizer, config: cfg, group: group, syncBN: syncBN)
+        let standardizer = Standardizer(mean: start.network.inputMean, std: start.network.inputStd)
+        loader = try TrainingLoader(dataset: train, batchSize: cfg.batchSize,
+                                    augmentation: Augmentation(padding: cfg.padding, flip: cfg.flip),
+                                    standardizer: standardizer, seed: cfg.seed, dropLast: true, prefetch: true,
+                                    replica: group.rank, replicas: group.size)
+        if let s = start.loaderState { try loader.restore(s) }
+        let eb = try EvalBatches(dataset: test, batchSize: max(cfg.batchSize, 100), standardizer: standardizer)
+        evalSource = eb
+        evalCache = test.count * test.imageSize <= 64 << 20 ? (0 ..< eb.count).map { eb.batch($0) } : nil
+        reporter = try ProgressReporter(format: cfg.logFormat, logEvery: cfg.logEvery,
+                                        metricsPath: group.rank == 0 ? (outDir as NSString).appendingPathComponent("metrics.jsonl") : nil,
+                                        quiet: quiet || group.rank != 0, bar: group.size == 1)
+    }
+
+    // MARK: - Setting up a run
+
+    /// Where a run starts: the network, optimizer, counters and cycle plan.
+    private struct StartState {
+        var network: Network
+        /// Momentum buffers to load (nil: zero).
+        var optimizer: OptimizerState?
+        var lineage: [LineageEvent]
+        /// The loader's `[seed, epoch, batch]` to restore (nil: the beginning).
+        var loaderState: [UInt64]?
+        var history: [String: [Double]]
+        var globalStep = 0
+        var epochsDone = 0
+        var partial: TrainConfig.PartialEpoch?
+        var transitionPending = false
+        var resumed = false
+        var plan: CyclePlan
+        var description: String
+    }
+
+    /// `--resume FILE` read (nil without the flag); errors name the flag and file.
+    private static func readCheckpointToResume(_ path: String?) throws -> Checkpoint? {
+        guard let path else { return nil }
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
+            throw TrainError("--resume \(path): no such file")
+        }
+        if isDir.boolValue {
+            throw TrainError("--resume \(path): is a folder; give the checkpoint file, e.g. \(path)/last.h5")
+        }
+        return try CheckpointIO.read(path: path)
+    }
+
+    /// The checkpoint's network must take the data's images and predict its classes.
+    private static func check(_ net: Network, file: String, fits train: Dataset, config cfg: TrainConfig) throws {
+        let kind = cfg.dataset
+        guard net.inputShape == train.imageShape else {
+            throw TrainError("\(file): the network takes \(Tensor.describe(net.inputShape)) inputs but --dataset \(kind) has \(Tensor.describe(train.imageShape)) images")
+        }
+        guard net.numClasses == train.numClasses else {
+            throw TrainError("\(file): the network has \(net.numClasses) classes but --dataset \(kind)\(cfg.labels == "coarse" ? " --labels coarse" : "") has \(train.numClasses)")
+        }
+    }
+
+    /// `--out RUN` (default on resume: the checkpoint's folder), created if needed and checked
+    /// writable; a folder holding a run is refused unless resuming or `--force` (which removes
+    /// the old run's metrics and cycle snapshots).
+    /// `removesOldRun`: false on every rank of a data-parallel job but rank 0.
+    private static func prepareRunFolder(_ request: TrainRequest, removesOldRun: Bool) throws -> String {
         let out: String
         if let o = request.out { out = o }
         else if let r = request.resume { out = (r as NSString).deletingLastPathComponent.isEmpty ? "." : (r as NSString).deletingLastPathComponent }
         else { throw TrainError("--out RUN is required: the folder for last.h5, cycle-K.h5 and metrics.jsonl") }
+        let fm = FileManager.default
         var isDir: ObjCBool = false
-        if FileManager.default.fileExists(atPath: out, isDirectory: &isDir) {
+        if fm.fileExists(atPath: out, isDirectory: &isDir) {
             guard isDir.boolValue else { throw TrainError("--out \(out): exists and is not a folder") }
         } else {
-            do { try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true) }
+            do { try fm.createDirectory(atPath: out, withIntermediateDirectories: true) }
             catch { throw TrainError("--out \(out): cannot create the folder (\(error.localizedDescription))") }
         }
-        guard FileManager.default.isWritableFile(atPath: out) else { throw TrainError("--out \(out): folder is not writable") }
-        outDir = out
+        guard fm.isWritableFile(atPath: out) else { throw TrainError("--out \(out): folder is not writable") }
         let last = (out as NSString).appendingPathComponent("last.h5")
-        if request.resume == nil && !request.force && FileManager.default.fileExists(atPath: last) {
+        if request.resume == nil && !request.force && fm.fileExists(atPath: last) {
             throw TrainError("--out \(out) already holds a run (\(last)); continue it with --resume \(last), choose another --out, or pass --force to start over")
         }
-
-        if request.resume == nil && request.force && group.rank == 0 {
+        if request.resume == nil && request.force && removesOldRun {
             // Starting over: the old run's metrics and cycle snapshots would mislead.
-            let fm = FileManager.default
             for f in (try? fm.contentsOfDirectory(atPath: out)) ?? []
             where f == "metrics.jsonl" || (f.hasPrefix("cycle-") && f.hasSuffix(".h5")) {
                 try? fm.removeItem(atPath: (out as NSString).appendingPathComponent(f))
             }
         }
+        return out
+    }
 
-        // 4. The starting state.
+    /// Resuming a checkpoint the trainer wrote: its counters, loader position and history; a
+    /// new cycle (at lr_max) when surgery changed the network since, or when a finished cycle
+    /// is extended by `--epochs` (recorded in `config.extraCycleStarts`).
+    private static func resumeState(_ ck: Checkpoint, _ ts: TrainingState, file: String, config cfg: inout TrainConfig,
+                                    schedule: MultiLevelSchedule) throws -> StartState {
+        guard ts.rngState.count == 3, ts.rngState[0] == cfg.seed, Int(ts.rngState[1]) == ts.epoch,
+              ts.epoch * schedule.stepsPerEpoch + Int(ts.rngState[2]) == ts.globalStep else {
+            throw TrainError("\(file): /training/rng_state \(ts.rngState) does not match epoch \(ts.epoch), global step \(ts.globalStep) and seed \(cfg.seed)")
+        }
+        guard ts.globalStep < schedule.totalSteps else {
+            throw TrainError("\(file): the run is complete (\(ts.epoch) of \(cfg.epochs) epochs); pass a larger --epochs to train on (a new cycle starts at lr_max)")
+        }
+        let edited = ck.editedSinceTraining
+        let cycleDone = ts.cycleSteps > 0 && ts.stepInCycle == ts.cycleSteps
+        if edited || cycleDone {
+            // Surgery since the last training, or a finished cycle extended by --epochs:
+            // a new cycle starts here (lr back to lr_max).
+            let probe = CyclePlan(schedule: schedule, extraStarts: cfg.extraCycleStarts)
+            if !probe.starts.contains(ts.globalStep) { cfg.extraCycleStarts.append(ts.globalStep) }
+        }
+        let optimizer = (edited && cfg.resetMomentum) ? nil : ck.optimizer
+        return StartState(
+            network: ck.network, optimizer: optimizer, lineage: ck.lineage, loaderState: ts.rngState,
+            history: ts.history, globalStep: ts.globalStep, epochsDone: ts.epoch, partial: cfg.partialEpoch,
+            // A cycle-K.h5 snapshot is taken before its interpolation; surgery replaces it.
+            transitionPending: cycleDone && !edited, resumed: true,
+            plan: CyclePlan(schedule: schedule, extraStarts: cfg.extraCycleStarts),
+            description: "resuming \(file) at epoch \(ts.epoch), step \(ts.globalStep)"
+                + (edited ? " (network changed by surgery: new cycle at lr_max, momentum \(optimizer == nil ? "zero" : "mapped"))" : ""))
+    }
+
+    /// A run from its first step: a new network (`--blocks`, `--widths`, `--seed`) or the one
+    /// of an `mlres-train init` file, with the input standardisation of the training set.
+    private static func freshState(from ckpt: Checkpoint?, file: String?, config cfg: TrainConfig, train: Dataset,
+                                   schedule: MultiLevelSchedule) throws -> StartState {
+        let arch = Architecture(blocks: cfg.blocks, widths: cfg.widths, inputShape: train.imageShape,
+                                numClasses: train.numClasses)
+        if let e = arch.validationError() { throw TrainError("--blocks/--widths: \(e)") }
         var network: Network
         var optimizer: OptimizerState?
-        var startLineage: [LineageEvent]
-        var loaderState: [UInt64]? = nil
-        if let ck = ckpt, let ts = ck.training {
-            let file = request.resume!
-            network = ck.network
-            startLineage = ck.lineage
-            history = ts.history
-            globalStep = ts.globalStep
-            epochsDone = ts.epoch
-            partial = cfg.partialEpoch
-            guard ts.rngState.count == 3, ts.rngState[0] == cfg.seed, Int(ts.rngState[1]) == ts.epoch,
-                  ts.epoch * spe + Int(ts.rngState[2]) == ts.globalStep else {
-                throw TrainError("\(file): /training/rng_state \(ts.rngState) does not match epoch \(ts.epoch), global step \(ts.globalStep) and seed \(cfg.seed)")
-            }
-            loaderState = ts.rngState
-            guard globalStep < schedule.totalSteps else {
-                throw TrainError("\(file): the run is complete (\(epochsDone) of \(cfg.epochs) epochs); pass a larger --epochs to train on (a new cycle starts at lr_max)")
-            }
-            let edited = ck.editedSinceTraining
-            let cycleDone = ts.cycleSteps > 0 && ts.stepInCycle == ts.cycleSteps
-            var probe = CyclePlan(schedule: schedule, extraStarts: cfg.extraCycleStarts)
-            if edited || cycleDone {
-                // Surgery since the last training, or a finished cycle extended by --epochs:
-                // a new cycle starts here (lr back to lr_max).
-                if !probe.starts.contains(globalStep) { cfg.extraCycleStarts.append(globalStep) }
-                probe = CyclePlan(schedule: schedule, extraStarts: cfg.extraCycleStarts)
-            }
-            // A cycle-K.h5 snapshot is taken before its interpolation; surgery replaces it.
-            transitionPending = cycleDone && !edited
-            optimizer = (edited && cfg.resetMomentum) ? nil : ck.optimizer
-            plan = probe
-            resumed = true
-            startDescription = "resuming \(file) at epoch \(epochsDone), step \(globalStep)"
-                + (edited ? " (network changed by surgery: new cycle at lr_max, momentum \(optimizer == nil ? "zero" : "mapped"))" : "")
+        let lineage: [LineageEvent]
+        let description: String
+        if let ck = ckpt, let file {
+            network = ck.network; lineage = ck.lineage
+            // An init file's optimizer has no buffers: nothing to load.
+            optimizer = ck.optimizer.flatMap { $0.buffers.isEmpty ? nil : $0 }
+            description = "training \(file) (\(network.blocksDescription)) from its first step"
         } else {
-            let arch = Architecture(blocks: cfg.blocks, widths: cfg.widths, inputShape: trainSet.imageShape,
-                                    numClasses: trainSet.numClasses)
-            if let e = arch.validationError() { throw TrainError("--blocks/--widths: \(e)") }
-            if let ck = ckpt {
-                network = ck.network; optimizer = ck.optimizer; startLineage = ck.lineage
-                startDescription = "training \(request.resume!) (\(network.blocksDescription)) from its first step"
-            } else {
-                network = Network.initialized(arch, seed: cfg.seed)
-                optimizer = nil
-                startLineage = [LineageEvent(op: "init", args: [
-                    "blocks": .array(arch.blocks.map { .int($0) }), "widths": .array(arch.widths.map { .int($0) }),
-                    "classes": .int(arch.numClasses), "input_shape": .array(arch.inputShape.map { .int($0) }),
-                    "seed": .int(Int(truncatingIfNeeded: cfg.seed)), "h": .double(1)])]
-                startDescription = "new run: \(network.blocksDescription), widths \(cfg.widths.map(String.init).joined(separator: ","))"
-            }
-            // Standardisation from the training set, stored with the network.
-            let stats = ChannelStats(of: trainSet)
-            network.inputMean = stats.meanTensor.data
-            network.inputStd = stats.stdTensor.data
-            history = TrainingState().history
-            globalStep = 0; epochsDone = 0; partial = nil
-            transitionPending = false
-            resumed = false
-            plan = CyclePlan(schedule: schedule)
+            network = Network.initialized(arch, seed: cfg.seed)
+            lineage = [LineageEvent.initialization(arch, seed: cfg.seed)]
+            description = "new run: \(network.blocksDescription), widths \(cfg.widths.map(String.init).joined(separator: ","))"
         }
-        cfg.partialEpoch = nil
-        config = cfg
-        lineage = startLineage
+        // Standardisation from the training set, stored with the network.
+        let stats = ChannelStats(of: train)
+        network.inputMean = stats.meanTensor.data
+        network.inputStd = stats.stdTensor.data
+        return StartState(network: network, optimizer: optimizer, lineage: lineage, loaderState: nil,
+                          history: TrainingState().history, plan: CyclePlan(schedule: schedule),
+                          description: description)
+    }
 
-        executor = try NetworkExecutor(network: network, batchSize: cfg.batchSize / group.size, threads: cfg.threads,
-                                       replicaSum: Trainer.replicaSum(group, sync: syncBN))
+    /// An executor holding `network` and, if given, its momentum buffers, with the run's
+    /// momentum and weight decay (at the start and after every interpolation).
+    /// With N ranks the executor's batch is this rank's slice, `--batch-size / N`.
+    private static func makeExecutor(_ network: Network, optimizer: OptimizerState?, config cfg: TrainConfig,
+                                     group: ProcessGroup, syncBN: Bool) throws -> NetworkExecutor {
+        let executor = try NetworkExecutor(network: network, batchSize: cfg.batchSize / group.size, threads: cfg.threads,
+                                           replicaSum: syncBN ? ReplicaSum(replicas: group.size) { group.allreduceSum(&$0) } : nil)
         executor.momentum = cfg.momentum
         executor.weightDecay = cfg.weightDecay
-        if let opt = optimizer {
-            var o = opt
+        if var o = optimizer {
             o.momentum = cfg.momentum; o.weightDecay = cfg.weightDecay
-            if ckpt?.training != nil || !o.buffers.isEmpty { try executor.importOptimizerState(o) }
+            try executor.importOptimizerState(o)
         }
-        let standardizer = Standardizer(mean: network.inputMean, std: network.inputStd)
-        loader = try TrainingLoader(dataset: trainSet, batchSize: cfg.batchSize,
-                                    augmentation: Augmentation(padding: cfg.padding, flip: cfg.flip),
-                                    standardizer: standardizer, seed: cfg.seed, dropLast: true, prefetch: true,
-                                    replica: group.rank, replicas: group.size)
-        if let s = loaderState { try loader.restore(s) }
-        let eb = try EvalBatches(dataset: testSet, batchSize: max(cfg.batchSize, 100), standardizer: standardizer)
-        evalSource = eb
-        evalCache = testSet.count * testSet.imageSize <= 64 << 20 ? (0 ..< eb.count).map { eb.batch($0) } : nil
-        reporter = try ProgressReporter(format: cfg.logFormat, logEvery: cfg.logEvery,
-                                        metricsPath: group.rank == 0 ? (out as NSString).appendingPathComponent("metrics.jsonl") : nil,
-                                        quiet: quiet || group.rank != 0, bar: group.size == 1)
+        return executor
     }
 
     /// Number of residual blocks of the current network.
@@ -274,10 +327,7 @@ public final class Trainer {
             }
             if runSteps == 0 || globalStep % stepsPerEpoch == 0 { epochClock = Date() }
             let batch = loader.next()
-            let r = try trainStep(batch, lr: pos.lr)
-            guard r.lossSum.isFinite else {
-                throw TrainError("training diverged: loss \(r.lossSum / Double(r.count)) at epoch \(epochsDone + 1), step \(globalStep) (lr \(pos.lr)); try a smaller --lr-max")
-            }
+            let r = try step(batch, lr: pos.lr)
             partial!.lossSum += r.lossSum
             partial!.correct += r.correct
             partial!.seen += r.count
@@ -301,6 +351,53 @@ public final class Trainer {
     }
 
     // MARK: - Steps, epochs, cycles
+
+    /// One optimizer step on `batch` at learning rate `lr`: forward and backward (training-mode
+    /// BN; the gradient of the mean softmax cross-entropy), the check that loss and gradient are
+    /// finite, then the SGD update. With N > 1 ranks `batch` is this rank's slice: the flat
+    /// gradient is summed over the ranks (one MPI_Allreduce) and divided by N (each rank's
+    /// gradient is that of its own mean loss), so every rank makes the same update; the loss
+    /// sum and correct count are summed too. Returns the global batch's loss sum, correct
+    /// count and size.
+    ///
+    /// - Throws: ``TrainError`` at the first non-finite loss or gradient, before the update;
+    ///   nothing is written, so `RUN/last.h5` keeps the last finite state. (Every rank sees
+    ///   the same summed values, so all ranks stop together.)
+    private func step(_ batch: Batch, lr: Double) throws -> (lossSum: Double, correct: Int, count: Int) {
+        let r = try executor.computeGradients(input: batch.images, labels: batch.labels.map { Int($0) })
+        var loss = r.loss, correct = r.correct, count = batch.count
+        if group.size > 1 {
+            let clock = Date()
+            let scale = 1 / Float(group.size)
+            executor.withFlatGradients(&flatGradients) { b in
+                group.allreduceSum(b)
+                for i in b.indices { b[i] *= scale }
+            }
+            var sums = [r.loss * Double(batch.count), Double(r.correct)]
+            group.allreduceSum(&sums)
+            communication.seconds += Date().timeIntervalSince(clock)
+            communication.calls += 1
+            communication.bytes += flatGradients.count * MemoryLayout<Float>.size
+            count = batch.count * group.size
+            loss = sums[0] / Double(count); correct = Int(sums[1].rounded())
+        }
+        if !loss.isFinite {
+            throw diverged("the loss is \(loss)", lr: lr)
+        }
+        if let bad = executor.firstNonFiniteGradient() {
+            throw diverged("the gradient of \(bad.path) is \(bad.value) at element \(bad.index)", lr: lr)
+        }
+        executor.applySGD(lr: Float(lr))
+        return (loss * Double(count), correct, count)
+    }
+
+    /// The error that stops a diverged run at the step in progress (1-based global step).
+    private func diverged(_ what: String, lr: Double) -> TrainError {
+        let kept = FileManager.default.fileExists(atPath: lastPath)
+            ? "\(lastPath) keeps the last finite state (the last checkpoint written)"
+            : "no checkpoint was written"
+        return TrainError("training stopped: \(what) at step \(globalStep + 1) (epoch \(epochsDone + 1), step \(globalStep - epochsDone * stepsPerEpoch + 1)/\(stepsPerEpoch)), learning rate \(lr); \(kept). Try a smaller --lr-max")
+    }
 
     private func logStep(lr: Double, imagesPerSecond: Double) {
         let p = partial!
@@ -368,11 +465,7 @@ public final class Trainer {
         let before = try checkpoint(cycleEnd: true)
         let (after, splan) = try Surgery.interpolate(before, firstBlock: config.firstBlock, hPolicy: .halve,
                                                      resetOptimizer: config.resetMomentum, parentSHA256: sha)
-        let fresh = try NetworkExecutor(network: after.network, batchSize: config.batchSize / group.size,
-                                        threads: config.threads, replicaSum: Trainer.replicaSum(group, sync: syncBN))
-        fresh.momentum = config.momentum; fresh.weightDecay = config.weightDecay
-        if let opt = after.optimizer { try fresh.importOptimizerState(opt) }
-        executor = fresh
+        executor = try Self.makeExecutor(after.network, optimizer: after.optimizer, config: config, group: group, syncBN: syncBN)
         lineage = after.lineage
         reporter.say("after epoch \(epochsDone): interpolated \(splan.blocksBefore.map(String.init).joined(separator: "-")) → \(currentBlocks) (h halved, momentum \(config.resetMomentum ? "reset to zero" : "mapped")); new cycle at lr \(config.lrMax)")
         reporter.record(["type": .string("interpolate"), "epoch": .int(epochsDone), "global_step": .int(globalStep),
@@ -406,30 +499,20 @@ public final class Trainer {
 
     // MARK: - Evaluation and checkpoints
 
-    /// Mean cross-entropy and error rate on the test set, eval mode (running BN statistics).
-    /// Split over the ranks: rank r evaluates the batches b with b mod N = r; the sums are added.
+    /// Eval-mode mean cross-entropy and error on the test set (running BN statistics): the one
+    /// scoring loop, ``Evaluation/score(_:batchCount:batch:classes:skipping:keepLogits:observe:)``,
+    /// that `mlres-eval score` runs.
+    /// With N ranks the batches are split (rank r scores the batches b with b mod N = r) and the
+    /// sums are added.
     private func evaluate() throws -> (loss: Double, error: Double) {
-        var lossSum = 0.0, wrong = 0, n = 0
-        let k = executor.network.numClasses
-        for bi in stride(from: group.rank, to: evalSource.count, by: group.size) {
-            let b = evalCache?[bi] ?? evalSource.batch(bi)
-            let z = try executor.forward(b.images, count: b.count)
-            for i in 0 ..< b.count {
-                let row = z[(i * k) ..< ((i + 1) * k)]
-                var best = row.startIndex
-                for j in row.indices where row[j] > row[best] { best = j }
-                let m = Double(row[best])
-                var s = 0.0
-                for v in row { s += Foundation.exp(Double(v) - m) }
-                let label = Int(b.labels[i])
-                lossSum += m + Foundation.log(s) - Double(row[row.startIndex + label])
-                if best - row.startIndex != label { wrong += 1 }
-                n += 1
-            }
-        }
-        var sums = [lossSum, Double(wrong), Double(n)]
+        let mine = Array(stride(from: group.rank, to: evalSource.count, by: group.size))
+        let ev = try Evaluation.score(executor, batchCount: mine.count,
+                                      batch: { [evalCache, evalSource] in evalCache?[mine[$0]] ?? evalSource.batch(mine[$0]) },
+                                      classes: executor.network.numClasses)
+        guard group.size > 1 else { return (ev.meanLoss, ev.error) }
+        var sums = [ev.count > 0 ? ev.meanLoss * Double(ev.count) : 0, Double(ev.correct), Double(ev.count)]
         group.allreduceSum(&sums)
-        return (sums[0] / sums[2], sums[1] / sums[2])
+        return (sums[0] / sums[2], 1 - sums[1] / sums[2])
     }
 
     /// The current state as a checkpoint. `cycleEnd`: the step count ends a cycle and the record
@@ -463,37 +546,6 @@ public final class Trainer {
 
     // MARK: - Data parallelism (see docs/distributed.md)
 
-    /// The engine's hook for `--sync-bn`: per-channel sums over the ranks.
-    private static func replicaSum(_ group: ProcessGroup, sync: Bool) -> ReplicaSum? {
-        sync ? ReplicaSum(replicas: group.size) { group.allreduceSum(&$0) } : nil
-    }
-
-    /// One optimizer step on this rank's slice of the global batch. With N > 1 ranks: forward
-    /// and backward on the slice, the flat gradient summed over the ranks (one MPI_Allreduce)
-    /// and divided by N (each rank's gradient is that of its own mean loss), then the same SGD
-    /// step everywhere. Returns the global batch's loss sum, correct count and size.
-    private func trainStep(_ batch: Batch, lr: Double) throws -> (lossSum: Double, correct: Int, count: Int) {
-        let labels = batch.labels.map { Int($0) }
-        guard group.size > 1 else {
-            let r = try executor.trainStep(input: batch.images, labels: labels, lr: Float(lr))
-            return (r.loss * Double(batch.count), r.correct, batch.count)
-        }
-        let r = try executor.computeGradients(input: batch.images, labels: labels)
-        let scale = 1 / Float(group.size)
-        let clock = Date()
-        executor.withFlatGradients(&flatGradients) { b in
-            group.allreduceSum(b)
-            for i in b.indices { b[i] *= scale }
-        }
-        var sums = [r.loss * Double(batch.count), Double(r.correct)]
-        group.allreduceSum(&sums)
-        communication.seconds += Date().timeIntervalSince(clock)
-        communication.calls += 1
-        communication.bytes += flatGradients.count * MemoryLayout<Float>.size
-        executor.applySGD(lr: Float(lr))
-        return (sums[0], Int(sums[1].rounded()), batch.count * group.size)
-    }
-
     /// Per-rank batch statistics leave each rank its own running statistics: their mean over
     /// the ranks replaces them before any evaluation or checkpoint, so all ranks evaluate and
     /// save the same model (with `--sync-bn` they are already equal and stay so).
@@ -508,8 +560,7 @@ public final class Trainer {
     /// that differs (a rank that diverged would otherwise go on training silently).
     private func checkRanksAgree() throws {
         guard group.size > 1 else { return }
-        let net = try executor.exportNetwork()
-        let prints = tensorFingerprints(net)
+        let prints = tensorFingerprints(try executor.exportNetwork())
         var lo = prints.map(\.value), hi = lo
         group.allreduceMin(&lo); group.allreduceMax(&hi)
         if let path = firstDivergence(paths: prints.map(\.path), minimum: lo, maximum: hi) {
