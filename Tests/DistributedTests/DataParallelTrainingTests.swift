@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import MLResTestSupport
 import MLResHDF5
 import MLResModel
 import MLResTraining

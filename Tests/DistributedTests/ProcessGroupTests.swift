@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import MLResTestSupport
 
 // MLResDistributed under a real `mpirun -np 2`, through the mlres-mpi-probe helper: each rank's
 // results are checked against sums recomputed here from the probe's documented inputs.

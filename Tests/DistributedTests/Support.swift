@@ -1,22 +1,8 @@
 import Foundation
+import MLResTestSupport
 
-// Launching the built executables under mpirun, for the whole DistributedTests target.
-
-/// The package's root folder.
-let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-    .deletingLastPathComponent()
-
-/// The folder holding the built executables: $MLRES_BIN_DIR, else the nearest folder above the
-/// test binary that holds mlres-train, else <package>/.build/debug.
-func productsDirectory() -> URL {
-    if let dir = ProcessInfo.processInfo.environment["MLRES_BIN_DIR"] { return URL(fileURLWithPath: dir) }
-    var dir = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
-    for _ in 0 ..< 4 {
-        if FileManager.default.isExecutableFile(atPath: dir.appendingPathComponent("mlres-train").path) { return dir }
-        dir = dir.deletingLastPathComponent()
-    }
-    return packageRoot.appendingPathComponent(".build/debug")
-}
+// Launching the built executables under mpirun (MLResTestSupport finds them), for the whole
+// DistributedTests target.
 
 /// `mpirun` from the PATH (scripts/setup.sh installs Debian's openmpi-bin).
 func mpirunPath() -> String? {
@@ -75,7 +61,7 @@ final class Job {
 /// cores with oneDNN's threads instead of each being pinned to one; `--oversubscribe`: CI
 /// may count fewer slots than ranks), or alone when `ranks` is nil.
 func launch(_ tool: String, _ args: [String], ranks: Int?, logs: String, mca: [String: String] = [:]) throws -> Job {
-    let exe = productsDirectory().appendingPathComponent(tool).path
+    let exe = builtExecutable(tool).path
     guard let n = ranks else { return try Job(exe, args, logs: logs, environment: launchEnvironment()) }
     guard let mpirun = mpirunPath() else { throw TestFailure("mpirun is not on the PATH: run scripts/setup.sh (installs openmpi-bin)") }
     var mpiArgs = ["-np", "\(n)", "--bind-to", "none", "--oversubscribe"]
@@ -91,13 +77,6 @@ func launch(_ tool: String, _ args: [String], ranks: Int?, logs: String, mca: [S
 struct TestFailure: Error, CustomStringConvertible {
     let description: String
     init(_ d: String) { description = d }
-}
-
-/// A fresh temporary folder.
-func scratchFolder() throws -> String {
-    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("mlres-dist-\(UUID().uuidString)").path
-    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-    return dir
 }
 
 /// The JSON objects printed one per line.

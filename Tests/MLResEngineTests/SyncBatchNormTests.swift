@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import MLResModel
 @testable import MLResEngine
+import MLResTestSupport
 
 // Synchronised batch norm (DataParallel.swift) against the engine's own batch norm: replicas
 // that see identical batches have the global batch statistics of one replica, so every

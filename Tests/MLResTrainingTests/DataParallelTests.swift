@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import MLResModel
+import MLResData
 @testable import MLResTraining
 
 // The single-process parts of data-parallel training: each replica's slice of a batch, and
