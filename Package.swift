@@ -37,6 +37,7 @@ let package = Package(
                        providers: [.apt(["libhdf5-dev", "zlib1g-dev"])]),
         .systemLibrary(name: "CDNNL", providers: [.apt(["libdnnl-dev"])]),
         .systemLibrary(name: "CZlib", providers: [.apt(["zlib1g-dev"])]),
+        .systemLibrary(name: "CMPI", pkgConfig: "ompi-c", providers: [.apt(["libopenmpi-dev"])]),
 
         // Pure Swift: the network as data, tensors, checkpoint value, surgery.
         .target(name: "MLResModel"),
@@ -48,6 +49,8 @@ let package = Package(
         .target(name: "MLResEngine", dependencies: ["MLResModel", "CDNNL"]),
         // Datasets: readers (CIFAR, STL-10, IDX), augmentation, standardisation, batch loaders.
         .target(name: "MLResData", dependencies: ["MLResModel", "CZlib"]),
+        // The only module that calls MPI: the process group of an mpirun job (data-parallel training).
+        .target(name: "MLResDistributed", dependencies: ["CMPI"]),
         // Scoring (the one scoring loop), residual norms, lesion studies.
         .target(name: "MLResAnalysis",
                 dependencies: ["MLResModel", "MLResHDF5", "MLResEngine", "MLResData"]),
@@ -72,7 +75,7 @@ let package = Package(
 
         // Thin executables.
         .executableTarget(name: "mlres-train", dependencies: [
-            "MLResModel", "MLResHDF5", "MLResEngine", "MLResData", "MLResTraining",
+            "MLResModel", "MLResHDF5", "MLResEngine", "MLResData", "MLResTraining", "MLResDistributed",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "mlres-surgery", dependencies: [
@@ -84,6 +87,9 @@ let package = Package(
             "MLResServer",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
+
+        // Test helper run under mpirun by DistributedTests: exercises every collective.
+        .executableTarget(name: "mlres-mpi-probe", dependencies: ["MLResDistributed"], path: "Tests/MPIProbe"),
 
         // What every test target shares: the float64 reference network, the test-network
         // builder, the closeness check, and the launcher of the built executables.
@@ -103,6 +109,8 @@ let package = Package(
         .testTarget(name: "MLResInteropTests",
                     dependencies: ["MLResInterop", "MLResModel", "MLResHDF5", "MLResTestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["MLResModel", "MLResHDF5", "MLResTestSupport"]),
+        .testTarget(name: "DistributedTests",
+                    dependencies: ["MLResModel", "MLResHDF5", "MLResTraining", "MLResTestSupport"]),
         .testTarget(name: "MLResServerTests",
                     dependencies: ["MLResServer", "MLResModel", "MLResHDF5", "MLResEngine",
                                    "MLResData", "MLResAnalysis", "MLResTestSupport",

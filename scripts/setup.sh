@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Installs what mlres needs on a fresh Debian machine of this kind (idempotent, quiet when done).
-#   C libraries: HDF5 (checkpoints), oneDNN (compute), zlib (gzipped IDX files)
+#   C libraries: HDF5 (checkpoints), oneDNN (compute), zlib (gzipped IDX files),
+#   Open MPI (data-parallel training: libopenmpi-dev to build, openmpi-bin for mpirun)
 #   Data: Debian's dataset-fashion-mnist (the real dataset every machine here can install)
 #   Python: numpy + h5py for the interop tests and fixture scripts; matplotlib for plots;
 #           tritonclient[http] for the server's client tests;
 #           onnx + onnxruntime + safetensors for the ONNX/safetensors interop tests (no PyTorch)
 set -euo pipefail
 need=()
-for p in libhdf5-dev hdf5-tools zlib1g-dev libdnnl-dev dataset-fashion-mnist pkg-config; do
+for p in libhdf5-dev hdf5-tools zlib1g-dev libdnnl-dev dataset-fashion-mnist pkg-config \
+         libopenmpi-dev openmpi-bin; do
     dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -33,6 +33,8 @@ public final class NetworkExecutor {
     public private(set) var network: Network
     /// Training batch size.
     public let batchSize: Int
+    /// Synchronised batch norm across data-parallel replicas (nil: per-batch statistics).
+    public let replicaSum: ReplicaSum?
     /// SGD momentum μ (default 0.9) and weight decay (default 2e-4).
     public var momentum: Double = 0.9
     public var weightDecay: Double = 2e-4
@@ -56,21 +58,25 @@ public final class NetworkExecutor {
     private struct PlanKey: Hashable { let batch: Int; let mode: PlanMode }
     private var plans: [PlanKey: Plan] = [:]
     /// Bumped whenever parameters or BN statistics change, so plans re-prepare their weights.
-    private var version = 0
+    var version = 0
 
     /// - Parameters:
     ///   - network: the network to run; its parameters are copied in.
     ///   - batchSize: the training batch size (eval accepts any batch size).
     ///   - threads: oneDNN (OpenMP) threads; nil keeps the default, all cores.
     ///   - precision: fp32 (default) or bf16 compute; parameters stay fp32 either way.
+    ///   - replicaSum: synchronised batch norm across the replicas of a data-parallel job
+    ///     (see ``ReplicaSum``); nil: every batch norm uses this batch's statistics.
     /// - Throws: ``UnsupportedPrecision`` when this CPU has no native kernels for `precision`;
     ///   ``EngineError`` naming the tensor whose shape does not chain.
-    public init(network: Network, batchSize: Int, threads: Int? = nil, precision: Precision = .fp32) throws {
+    public init(network: Network, batchSize: Int, threads: Int? = nil, precision: Precision = .fp32,
+                replicaSum: ReplicaSum? = nil) throws {
         try precision.checkSupported()
         guard batchSize > 0 else { throw EngineError("batch size must be positive (got \(batchSize))") }
         self.precision = precision
         if let msg = network.architectureValue.validationError() { throw EngineError("network: \(msg)") }
         setEngineThreads(threads)
+        self.replicaSum = replicaSum
         self.network = network
         self.batchSize = batchSize
         let c0 = network.inputShape[0]
