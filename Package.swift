@@ -50,18 +50,25 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
         ]),
 
+        // What the three executables share: exit-status contract, error line, list flags,
+        // closed flag choices (ExpressibleByArgument).
+        .target(name: "MLResCLI", dependencies: [
+            "MLResModel", "MLResData",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+
         // Thin executables.
         .executableTarget(name: "mlres-train", dependencies: [
-            "MLResModel", "MLResHDF5", "MLResEngine", "MLResData", "MLResTraining",
+            "MLResModel", "MLResHDF5", "MLResEngine", "MLResData", "MLResTraining", "MLResCLI",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "mlres-surgery", dependencies: [
-            "MLResModel", "MLResHDF5",
+            "MLResModel", "MLResHDF5", "MLResCLI",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "mlres-eval", dependencies: [
             "MLResModel", "MLResHDF5", "MLResEngine", "MLResData", "MLResAnalysis",
-            "MLResServer",
+            "MLResServer", "MLResCLI",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
@@ -71,7 +78,7 @@ let package = Package(
         .testTarget(name: "MLResEngineTests",
                     dependencies: ["MLResModel", "MLResEngine", "MLResHDF5"]),
         .testTarget(name: "MLResTrainingTests",
-                    dependencies: ["MLResModel", "MLResData", "MLResTraining", "MLResHDF5", "MLResEngine"]),
+                    dependencies: ["MLResModel", "MLResData", "MLResTraining", "MLResHDF5", "MLResEngine", "MLResCLI"]),
         .testTarget(name: "MLResAnalysisTests",
                     dependencies: ["MLResAnalysis", "MLResModel", "MLResHDF5", "MLResEngine", "MLResData"]),
         .testTarget(name: "CLITests", dependencies: ["MLResModel", "MLResHDF5"]),

@@ -1,12 +1,12 @@
 import ArgumentParser
+import MLResCLI
 import Foundation
 import MLResHDF5
 import MLResModel
 
-/// Prints `error: <file>: <message>` on stderr and fails with exit code 1.
+/// Prints `error: <file>: <message>` on stderr and fails with exit code 2 (unreadable checkpoint).
 func failWithCheckpointError(_ e: CheckpointError) -> ExitCode {
-    FileHandle.standardError.write(Data("error: \(e)\n".utf8))
-    return ExitCode.failure
+    cliFailure("\(e)")
 }
 
 /// `mlres-surgery inspect CKPT [--json]`: what a checkpoint holds, after full validation.

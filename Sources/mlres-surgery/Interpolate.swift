@@ -1,8 +1,7 @@
 import ArgumentParser
+import MLResCLI
 import MLResModel
 
-extension Surgery.FirstBlockPolicy: ExpressibleByArgument {}
-extension Surgery.StepPolicy: ExpressibleByArgument {}
 
 struct Interpolate: ParsableCommand {
     static let configuration = CommandConfiguration(
