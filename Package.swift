@@ -73,18 +73,25 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
         ]),
 
+        // What the three executables share: exit-status contract, error line, list flags,
+        // closed flag choices (ExpressibleByArgument).
+        .target(name: "MLResCLI", dependencies: [
+            "MLResModel", "MLResData",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+
         // Thin executables.
         .executableTarget(name: "mlres-train", dependencies: [
-            "MLResModel", "MLResHDF5", "MLResEngine", "MLResData", "MLResTraining", "MLResDistributed",
+            "MLResModel", "MLResHDF5", "MLResEngine", "MLResData", "MLResTraining", "MLResDistributed", "MLResCLI",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "mlres-surgery", dependencies: [
-            "MLResModel", "MLResHDF5", "MLResInterop",
+            "MLResModel", "MLResHDF5", "MLResInterop", "MLResCLI",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "mlres-eval", dependencies: [
             "MLResModel", "MLResHDF5", "MLResEngine", "MLResData", "MLResAnalysis",
-            "MLResServer",
+            "MLResServer", "MLResCLI",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
@@ -102,7 +109,7 @@ let package = Package(
                     dependencies: ["MLResModel", "MLResEngine", "MLResHDF5", "MLResTestSupport"]),
         .testTarget(name: "MLResTrainingTests",
                     dependencies: ["MLResModel", "MLResData", "MLResTraining", "MLResHDF5", "MLResEngine",
-                                   "MLResTestSupport"]),
+                                   "MLResCLI", "MLResTestSupport"]),
         .testTarget(name: "MLResAnalysisTests",
                     dependencies: ["MLResAnalysis", "MLResModel", "MLResHDF5", "MLResEngine", "MLResData",
                                    "MLResTestSupport"]),

@@ -101,9 +101,7 @@ public enum JSONValue: Sendable, Equatable, Codable, CustomStringConvertible {
 
     /// Compact JSON text with sorted keys.
     public var jsonText: String {
-        let enc = JSONEncoder()
-        enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return String(decoding: (try? enc.encode(self)) ?? Data("null".utf8), as: UTF8.self)
+        (try? JSONText.compact(self)) ?? "null"
     }
     public var description: String { jsonText }
 }
@@ -181,9 +179,7 @@ public struct LineageEvent: Sendable, Equatable, Codable {
 
     /// The event as one line of compact JSON (sorted keys), as stored in `/lineage`.
     public var jsonText: String {
-        let enc = JSONEncoder()
-        enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return String(decoding: (try? enc.encode(self)) ?? Data(), as: UTF8.self)
+        (try? JSONText.compact(self)) ?? ""
     }
 
     /// Parses one stored lineage line; nil when it is not a JSON object with at least "op".

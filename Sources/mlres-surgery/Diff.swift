@@ -1,4 +1,5 @@
 import ArgumentParser
+import MLResCLI
 import Foundation
 import MLResModel
 
@@ -36,6 +37,6 @@ struct Diff: ParsableCommand {
             print("A: \(a)\nB: \(b)")
             print(report.text)
         }
-        if !report.equal { throw ExitCode(1) }
+        if !report.equal { throw CLIExit.networksDiffer }
     }
 }

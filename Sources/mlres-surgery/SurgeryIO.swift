@@ -1,4 +1,5 @@
 import ArgumentParser
+import MLResCLI
 import Foundation
 import MLResHDF5
 import MLResModel
@@ -9,9 +10,6 @@ import MLResModel
 // Exit codes: 0 success (diff: the networks are equal), 1 diff found differences,
 // 2 a checkpoint could not be read or written or the operation was refused,
 // 64 a malformed command line (ArgumentParser's usage error).
-
-/// Exit status for a refused operation or an unreadable/unwritable checkpoint.
-let surgeryErrorExit: Int32 = 2
 
 /// Options every file-to-file operation takes.
 struct SurgeryOutputOptions: ParsableArguments {
@@ -32,8 +30,7 @@ struct SurgeryOutputOptions: ParsableArguments {
 
 /// Prints `error: <file>: <message>` to standard error and returns the exit code to throw.
 func surgeryFailure(_ file: String, _ message: String) -> ExitCode {
-    FileHandle.standardError.write(Data("error: \(file): \(message)\n".utf8))
-    return ExitCode(surgeryErrorExit)
+    cliFailure("\(file): \(message)")
 }
 
 /// Reads a checkpoint (and the SHA-256 of the very bytes read), turning every failure into
@@ -89,11 +86,7 @@ struct SurgeryEnvelope<P: Encodable>: Encodable {
 
 /// Pretty JSON with sorted keys, as every `--json` prints it.
 func jsonString<T: Encodable>(_ value: T) -> String {
-    let enc = JSONEncoder()
-    enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-    enc.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf",
-                                                              negativeInfinity: "-inf", nan: "nan")
-    return String(decoding: (try? enc.encode(value)) ?? Data("{}".utf8), as: UTF8.self)
+    (try? JSONText.pretty(value)) ?? "{}"
 }
 
 /// Runs one file-to-file operation: read the input, apply `operation` (given the input and its

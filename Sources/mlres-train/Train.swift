@@ -1,4 +1,5 @@
 import ArgumentParser
+import MLResCLI
 import Foundation
 import MLResDistributed
 import MLResModel
@@ -24,10 +25,10 @@ struct Train: ParsableCommand {
         checkpoint changed by mlres-surgery since its training resumes as a new cycle (lr_max).
         """)
 
-    @Option(help: "cifar10, cifar100, stl10 or fashion-mnist.") var dataset: String?
+    @Option(help: "cifar10, cifar100, stl10 or fashion-mnist.") var dataset: DatasetKind?
     @Option(name: .customLong("data-dir"), help: "Folder with the official files (fashion-mnist: default the Debian package's).")
     var dataDir: String?
-    @Option(help: "CIFAR-100 labels: fine (default) or coarse.") var labels: String?
+    @Option(help: "CIFAR-100 labels: fine (default) or coarse (the 20 superclasses).") var labels: LabelSet?
     @Option(name: .customLong("train-subset"), help: "Use the first N training images.") var trainSubset: Int?
     @Option(name: .customLong("test-subset"), help: "Use the first N test images.") var testSubset: Int?
     @Option(help: "Blocks per stage at the start, e.g. 2-2-2 (default).") var blocks: String?
@@ -50,7 +51,7 @@ struct Train: ParsableCommand {
     @Flag(name: .customLong("reset-momentum"), help: "Zero the momentum buffers at an interpolation (default: map them like the weights).")
     var resetMomentum = false
     @Option(name: .customLong("first-block"), help: "Interpolation's source of new block 1: auto (Appendix B), next or self.")
-    var firstBlock: String?
+    var firstBlock: Surgery.FirstBlockPolicy?
     @Option(name: .customLong("log-every"), help: "Also log every N steps.") var logEvery: Int?
     @Option(name: .customLong("log-format"), help: "text (default) or json.") var logFormat: String?
     @Option(help: "Run folder (default on --resume: the checkpoint's folder).") var out: String?
@@ -64,8 +65,11 @@ struct Train: ParsableCommand {
         var r = TrainRequest()
         r.dataset = dataset; r.dataDir = dataDir; r.labels = labels
         r.trainSubset = trainSubset; r.testSubset = testSubset
-        r.blocks = blocks; r.widths = widths; r.epochs = epochs
-        r.interpolateAt = interpolateAt; r.restartAt = restartAt
+        r.blocks = try blocks.map { try integerList($0, separator: "-", flag: "--blocks") }
+        r.widths = try widths.map { try integerList($0, separator: ",", flag: "--widths") }
+        r.epochs = epochs
+        r.interpolateAt = try interpolateAt.map { try integerList($0, flag: "--interpolate-at", allowEmpty: true) }
+        r.restartAt = try restartAt.map { try integerList($0, flag: "--restart-at", allowEmpty: true) }
         r.batchSize = batchSize; r.lrMax = lrMax; r.lrMin = lrMin
         r.momentum = momentum; r.weightDecay = weightDecay; r.padding = padding; r.flip = flip
         r.seed = seed; r.threads = threads; r.resetMomentum = resetMomentum; r.firstBlock = firstBlock
@@ -123,15 +127,13 @@ struct Train: ParsableCommand {
         do {
             trainer = try Trainer(r, stop: stop, group: group)
         } catch {
-            FileHandle.standardError.write(Data("error: \(error)\n".utf8))
-            throw ExitCode(2)
+            throw cliFailure("\(error)")
         }
         stop.installSignalHandlers()
         do {
             _ = try trainer.run()
         } catch {
-            FileHandle.standardError.write(Data("error: \(error)\n".utf8))
-            throw ExitCode(2)
+            throw cliFailure("\(error)")
         }
     }
 }

@@ -52,11 +52,7 @@ public protocol SurgeryPlan: Encodable, Sendable {
 extension SurgeryPlan {
     /// The plan as pretty-printed JSON with sorted keys.
     public var jsonText: String {
-        let enc = JSONEncoder()
-        enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        enc.nonConformingFloatEncodingStrategy = .convertToString(
-            positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-        return String(decoding: (try? enc.encode(self)) ?? Data("{}".utf8), as: UTF8.self)
+        (try? JSONText.pretty(self)) ?? "{}"
     }
 }
 

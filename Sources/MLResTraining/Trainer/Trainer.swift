@@ -60,6 +60,8 @@ public final class Trainer {
     /// "train" events appended by this process.
     private var segments = 0
     private let stop: StopRequest
+    /// (depth, test error) at the end of each cycle this process finished, for the summary.
+    private var cycleResults: [(blocks: String, error: Double)] = []
     private let reporter: ProgressReporter
     /// The data-parallel job (``SingleProcess`` when alone); rank 0 alone writes files.
     private let group: ProcessGroup
@@ -113,10 +115,10 @@ public final class Trainer {
         }
         cfg.stepsPerEpoch = spe
         stepsPerEpoch = spe
-        let schedule: MultiLevelSchedule
+        let schedule: CyclePlan
         do {
-            schedule = try MultiLevelSchedule(totalEpochs: cfg.epochs, stepsPerEpoch: spe, boundaries: cfg.boundaries,
-                                              cosine: CosineCycle(lrMax: cfg.lrMax, lrMin: cfg.lrMin))
+            schedule = try CyclePlan(epochs: cfg.epochs, stepsPerEpoch: spe, boundaries: cfg.boundaries,
+                                     cosine: CosineCycle(lrMax: cfg.lrMax, lrMin: cfg.lrMin))
         } catch let e as ScheduleError { throw TrainError(e.description) }
 
         // 3. The run folder.
@@ -190,12 +192,12 @@ public final class Trainer {
 
     /// The checkpoint's network must take the data's images and predict its classes.
     private static func check(_ net: Network, file: String, fits train: Dataset, config cfg: TrainConfig) throws {
-        let kind = cfg.dataset
+        let kind = cfg.dataset.rawValue
         guard net.inputShape == train.imageShape else {
             throw TrainError("\(file): the network takes \(Tensor.describe(net.inputShape)) inputs but --dataset \(kind) has \(Tensor.describe(train.imageShape)) images")
         }
         guard net.numClasses == train.numClasses else {
-            throw TrainError("\(file): the network has \(net.numClasses) classes but --dataset \(kind)\(cfg.labels == "coarse" ? " --labels coarse" : "") has \(train.numClasses)")
+            throw TrainError("\(file): the network has \(net.numClasses) classes but --dataset \(kind)\(cfg.labels == .coarse ? " --labels coarse" : "") has \(train.numClasses)")
         }
     }
 
@@ -235,7 +237,7 @@ public final class Trainer {
     /// new cycle (at lr_max) when surgery changed the network since, or when a finished cycle
     /// is extended by `--epochs` (recorded in `config.extraCycleStarts`).
     private static func resumeState(_ ck: Checkpoint, _ ts: TrainingState, file: String, config cfg: inout TrainConfig,
-                                    schedule: MultiLevelSchedule) throws -> StartState {
+                                    schedule: CyclePlan) throws -> StartState {
         guard ts.rngState.count == 3, ts.rngState[0] == cfg.seed, Int(ts.rngState[1]) == ts.epoch,
               ts.epoch * schedule.stepsPerEpoch + Int(ts.rngState[2]) == ts.globalStep else {
             throw TrainError("\(file): /training/rng_state \(ts.rngState) does not match epoch \(ts.epoch), global step \(ts.globalStep) and seed \(cfg.seed)")
@@ -248,7 +250,7 @@ public final class Trainer {
         if edited || cycleDone {
             // Surgery since the last training, or a finished cycle extended by --epochs:
             // a new cycle starts here (lr back to lr_max).
-            let probe = CyclePlan(schedule: schedule, extraStarts: cfg.extraCycleStarts)
+            let probe = schedule.adding(starts: cfg.extraCycleStarts)
             if !probe.starts.contains(ts.globalStep) { cfg.extraCycleStarts.append(ts.globalStep) }
         }
         let optimizer = (edited && cfg.resetMomentum) ? nil : ck.optimizer
@@ -257,7 +259,7 @@ public final class Trainer {
             history: ts.history, globalStep: ts.globalStep, epochsDone: ts.epoch, partial: cfg.partialEpoch,
             // A cycle-K.h5 snapshot is taken before its interpolation; surgery replaces it.
             transitionPending: cycleDone && !edited, resumed: true,
-            plan: CyclePlan(schedule: schedule, extraStarts: cfg.extraCycleStarts),
+            plan: schedule.adding(starts: cfg.extraCycleStarts),
             description: "resuming \(file) at epoch \(ts.epoch), step \(ts.globalStep)"
                 + (edited ? " (network changed by surgery: new cycle at lr_max, momentum \(optimizer == nil ? "zero" : "mapped"))" : ""))
     }
@@ -265,7 +267,7 @@ public final class Trainer {
     /// A run from its first step: a new network (`--blocks`, `--widths`, `--seed`) or the one
     /// of an `mlres-train init` file, with the input standardisation of the training set.
     private static func freshState(from ckpt: Checkpoint?, file: String?, config cfg: TrainConfig, train: Dataset,
-                                   schedule: MultiLevelSchedule) throws -> StartState {
+                                   schedule: CyclePlan) throws -> StartState {
         let arch = Architecture(blocks: cfg.blocks, widths: cfg.widths, inputShape: train.imageShape,
                                 numClasses: train.numClasses)
         if let e = arch.validationError() { throw TrainError("--blocks/--widths: \(e)") }
@@ -288,7 +290,7 @@ public final class Trainer {
         network.inputMean = stats.meanTensor.data
         network.inputStd = stats.stdTensor.data
         return StartState(network: network, optimizer: optimizer, lineage: lineage, loaderState: nil,
-                          history: TrainingState().history, plan: CyclePlan(schedule: schedule),
+                          history: TrainingState().history, plan: schedule,
                           description: description)
     }
 
@@ -345,6 +347,10 @@ public final class Trainer {
             if inEpoch == stepsPerEpoch { try endEpoch(lastLR: pos.lr) }
         }
         let err = history["test_error"]?.last ?? .nan
+        if cycleResults.count > 1 {
+            reporter.say("test error by cycle: " + cycleResults.map { String(format: "%@ %.2f%%", $0.blocks, 100 * $0.error) }
+                .joined(separator: " → "))
+        }
         try reportDigest()
         reporter.say("done: \(epochsDone) epochs, \(currentBlocks) blocks, test error \(String(format: "%.2f", 100 * err))%; wrote \(lastPath)")
         return .finished(checkpoint: lastPath, testError: err)
@@ -445,6 +451,11 @@ public final class Trainer {
                                 testLoss, 100 * testError, p.lrStart, lastLR, seconds))
         }
         if plan.endsCycle(afterSteps: globalStep) {
+            cycleResults.append((currentBlocks, testError))
+            if reporter.mode != .json {
+                reporter.say(String(format: "cycle %d done after epoch %d: %@ blocks, test error %.2f%%",
+                                    cycle, epochsDone, currentBlocks, 100 * testError))
+            }
             try write(to: cyclePath(cycle), cycleEnd: true)
             if globalStep < plan.totalSteps {
                 try cycleTransition()
@@ -481,7 +492,7 @@ public final class Trainer {
         let endEpoch = (endStep + stepsPerEpoch - 1) / stepsPerEpoch
         lineage.append(LineageEvent(.train, args: [
             "epochs": .int(endEpoch - epochsDone), "cycle": .int(pos.cycle), "from_epoch": .int(epochsDone),
-            "to_epoch": .int(endEpoch), "global_step": .int(globalStep), "dataset": .string(config.dataset),
+            "to_epoch": .int(endEpoch), "global_step": .int(globalStep), "dataset": .string(config.dataset.rawValue),
             "blocks": .string(currentBlocks), "resumed": .bool(resumed && segments == 0),
             "ranks": .int(group.size), "sync_bn": .bool(syncBN),
         ]))
