@@ -18,14 +18,12 @@ if [ ${#need[@]} -gt 0 ]; then
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
 fi
-if ! python3 -c "import numpy, h5py, matplotlib, onnx, onnxruntime, safetensors" >/dev/null 2>&1; then
-    echo "setup: installing python packages (numpy, h5py, matplotlib, onnx, onnxruntime, safetensors)" >&2
-    python3 -m pip install -q --disable-pip-version-check numpy h5py matplotlib onnx onnxruntime safetensors >/dev/null 2>&1 \
-        || echo "setup: warning: pip could not install the python packages (interop tests will say so)" >&2
-fi
-# Triton's HTTP client: the server tests drive mlres-eval serve with it (Tests/python/).
-if ! python3 -c "import tritonclient.http" >/dev/null 2>&1; then
-    echo "setup: installing python package tritonclient[http]" >&2
-    python3 -m pip install -q --disable-pip-version-check "tritonclient[http]" >/dev/null 2>&1 \
-        || echo "setup: warning: pip could not install tritonclient[http] (the tritonclient tests will fail)" >&2
+# Python packages, one list: the tests use every one of them, so a failed install stops here.
+py_modules="numpy h5py matplotlib onnx onnxruntime safetensors tritonclient.http"
+py_packages="numpy h5py matplotlib onnx onnxruntime safetensors tritonclient[http]"
+if ! python3 -c "import ${py_modules// /, }" >/dev/null 2>&1; then
+    echo "setup: installing python packages ($py_packages)" >&2
+    # shellcheck disable=SC2086
+    python3 -m pip install -q --disable-pip-version-check $py_packages >/dev/null
+    python3 -c "import ${py_modules// /, }"
 fi

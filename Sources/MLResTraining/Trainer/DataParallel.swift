@@ -1,5 +1,6 @@
 import Foundation
 import MLResEngine
+import MLResHDF5
 import MLResModel
 
 /// The processes of a data-parallel training job as the trainer sees them (PyTorch's
@@ -37,9 +38,7 @@ public final class SingleProcess: ProcessGroup {
 /// float32 bytes (little-endian), in ``Network/namedTensors`` order, with the paths.
 public func tensorFingerprints(_ net: Network) -> [(path: String, value: Int)] {
     net.namedTensors.map { nt in
-        var h = SHA256Digest()
-        nt.tensor.data.withUnsafeBytes { h.update(Data($0)) }
-        let hex = h.finalize()
+        let hex = nt.tensor.data.withUnsafeBytes { FileDigest.sha256($0) }
         return (nt.path, Int(bitPattern: UInt(hex.prefix(16), radix: 16) ?? 0))
     }
 }
@@ -47,9 +46,9 @@ public func tensorFingerprints(_ net: Network) -> [(path: String, value: Int)] {
 /// SHA-256 (hex) of every tensor of the network in ``Network/namedTensors`` order: equal
 /// digests mean bit-identical parameters and BN statistics.
 public func networkDigest(_ net: Network) -> String {
-    var h = SHA256Digest()
-    for nt in net.namedTensors { nt.tensor.data.withUnsafeBytes { h.update(Data($0)) } }
-    return h.finalize()
+    var bytes = Data()
+    for nt in net.namedTensors { nt.tensor.data.withUnsafeBytes { bytes.append(contentsOf: $0) } }
+    return FileDigest.sha256(bytes)
 }
 
 /// The first path whose fingerprint differs between ranks, given the element-wise minimum
