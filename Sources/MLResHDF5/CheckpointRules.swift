@@ -14,7 +14,7 @@ extension CheckpointSchema {
     /// channels and the rest after (``ResidualBlock/shortcutChannelOffset``); PyTorch:
     /// `F.pad(p, (0, 0, 0, 0, (out - in) // 2, out - in - (out - in) // 2))`. Files without the
     /// attribute (format 1.0) mean the same.
-    static let shortcutPadding = "split"
+    static let shortcutPadding = Network.shortcutPlacement.rawValue
 
     /// `/model` numbers: BN epsilon finite > 0, BN momentum in [0, 1] (PyTorch convention),
     /// input mean finite, input std finite > 0 (every input is divided by it).

@@ -83,8 +83,9 @@ public struct ResidualBlock: Sendable, Equatable {
 /// Two readers that pad differently compute different logits from the same file.
 public enum ShortcutPlacement: String, CaseIterable, Sendable, Codable {
     /// `(Cout − Cin) / 2` zero channels before the input and the rest after (classic CIFAR
-    /// ResNet "option A", mlres since format v1: the rule for files that do not say).
-    case splitEven = "split-even"
+    /// ResNet "option A", mlres since format v1: the rule for files that do not say). Stored
+    /// as the checkpoint's `/model` attribute `shortcut_padding = "split"`.
+    case splitEven = "split"
 
     /// Index of the first output channel holding input channel 0.
     public func channelOffset(inChannels cin: Int, outChannels cout: Int) -> Int {
