@@ -15,9 +15,9 @@ import Foundation
 ///   `name NUL count NUL (value NUL)*` (count in decimal). Variable-length strings live in
 ///   HDF5's global heap, which has no checksum of its own.
 ///
-/// Chosen over CRC32C by measurement (docs/checkpoint-format.md): with the CPU's SHA
-/// extensions BoringSSL hashes faster than a table CRC32C in Swift, and a cryptographic
-/// digest also binds content against deliberate edits that keep a CRC.
+/// SHA-256 rather than CRC32C: the digest the tools already report for files (one library),
+/// and it binds content against deliberate edits that keep a CRC. scripts/bench-digest.sh
+/// measures its cost on load against CRC32C (docs/checkpoint-format.md, "Integrity").
 enum ContentDigest {
     static let tensorAttribute = "sha256"
     static let stringsAttribute = "strings_sha256"

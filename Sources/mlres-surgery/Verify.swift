@@ -19,9 +19,9 @@ struct Verify: ParsableCommand {
             throw failWithCheckpointError(e)
         }
         let net = report.checkpoint.network
-        let digests = report.contentProtected ? ", \(report.digestsChecked) SHA-256 digests matched"
+        let digests = report.contentProtected ? ", \(report.digestsChecked) SHA-256 digests matched (format 1.1)"
                                               : "; unprotected: no content digests (format 1.0 or another writer)"
-        print("ok: \(checkpoint): format \(report.contentProtected ? "v1.1" : "v1"), blocks \(net.blocksDescription), "
+        print("ok: \(checkpoint): format v1, blocks \(net.blocksDescription), "
               + "\(net.parameterCount) parameters, \(report.tensorCount) tensors (\(report.tensorBytes) bytes) read with "
               + "checksums verified, all finite\(digests)")
         if !report.metadataChecksummed {
