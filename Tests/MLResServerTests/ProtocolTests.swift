@@ -22,18 +22,8 @@ private struct NonFiniteBackend: InferenceBackend {
 /// Opens a connection, sends `bytes`, and returns what arrives until the server closes it and
 /// how long that took (nil: still open after `wait` seconds).
 private func sendAndWaitForClose(port: Int, _ bytes: [UInt8], wait: Double) throws -> (reply: String, seconds: Double?) {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    let fd = try RawHTTP.connect(port: port, timeout: wait)
     defer { close(fd) }
-    var tv = timeval(tv_sec: Int(wait), tv_usec: Int((wait - Double(Int(wait))) * 1e6))
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-    var addr = sockaddr_in()
-    addr.sin_family = sa_family_t(AF_INET)
-    addr.sin_port = in_port_t(UInt16(port).bigEndian)
-    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-    let rc = withUnsafePointer(to: &addr) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-    }
-    guard rc == 0 else { throw ClientError(description: "connect failed") }
     let start = Date()
     if !bytes.isEmpty { _ = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) } }
     var data = [UInt8]()
@@ -88,15 +78,8 @@ struct ProtocolTests {
         #expect(head.reply.hasPrefix("HTTP/1.1 408") && head.reply.contains("request head"), "\(head.reply)")
         // A trickling body (a byte at a time, each within the deadline) is still cut at the deadline.
         let trickle = try await offPool { () throws -> (String, Double?) in
-            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            let fd = try RawHTTP.connect(port: port, timeout: 10)
             defer { close(fd) }
-            var addr = sockaddr_in()
-            addr.sin_family = sa_family_t(AF_INET)
-            addr.sin_port = in_port_t(UInt16(port).bigEndian)
-            addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-            _ = withUnsafePointer(to: &addr) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-            }
             let start = Date()
             let head = Array("POST /v2/models/tiny/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n".utf8)
             _ = head.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }

@@ -46,13 +46,11 @@ private struct ScoredCheckpoint: Sendable {
     }()
 }
 
-/// Runs `python3 Tests/python/tritonclient_cases.py CASE ...`; returns (exit status, output).
-private func runPythonCase(_ name: String, port: Int, deadline: Double, pid: Int32, reference: ScoredCheckpoint) throws -> (Int32, String) {
+/// Runs `python3 Tests/python/tritonclient_cases.py ARGS`; returns (exit status, stdout + stderr).
+private func runCasesScript(_ args: [String]) throws -> (Int32, String) {
     let p = Process()
     p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    p.arguments = ["python3", repositoryRoot.appendingPathComponent("Tests/python/tritonclient_cases.py").path, name,
-                   "--url", "127.0.0.1:\(port)", "--model", "fm", "--logits", reference.logits,
-                   "--images", ScoredCheckpoint.images, "--deadline", String(deadline), "--pid", String(pid)]
+    p.arguments = ["python3", repositoryRoot.appendingPathComponent("Tests/python/tritonclient_cases.py").path] + args
     let out = Pipe()
     p.standardOutput = out
     p.standardError = out
@@ -80,17 +78,9 @@ struct TritonClientTests {
     ]
 
     @Test("the case list matches the script's", .timeLimit(.minutes(2)))
-    func caseListMatches() throws {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = ["python3", repositoryRoot.appendingPathComponent("Tests/python/tritonclient_cases.py").path, "list"]
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = out
-        try p.run()
-        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        p.waitUntilExit()
-        #expect(p.terminationStatus == 0, "tritonclient is not importable (scripts/setup.sh installs it): \(text)")
+    func caseListMatches() async throws {
+        let (status, text) = try await offPool { try runCasesScript(["list"]) }
+        #expect(status == 0, "tritonclient is not importable (scripts/setup.sh installs it): \(text)")
         #expect(Set(text.split(separator: "\n").map(String.init)) == Set(Self.cases), "\(text)")
     }
 
@@ -106,8 +96,10 @@ struct TritonClientTests {
             "--max-body-mb", "4", "--request-timeout-s", String(Self.deadline),
         ])
         defer { if server.isRunning { kill(server.processIdentifier, SIGKILL) } }
+        let pid = server.processIdentifier
         let (status, output) = try await offPool {
-            try runPythonCase(name, port: port, deadline: Self.deadline, pid: server.processIdentifier, reference: reference)
+            try runCasesScript([name, "--url", "127.0.0.1:\(port)", "--model", "fm", "--logits", reference.logits,
+                                "--images", ScoredCheckpoint.images, "--deadline", String(Self.deadline), "--pid", String(pid)])
         }
         #expect(status == 0, "\(output)")
         if name == "sigterm-stalled" {
