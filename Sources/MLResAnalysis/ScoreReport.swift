@@ -87,6 +87,8 @@ public struct ScoreReport: Codable, Sendable {
 /// The whole `mlres-eval score --json` document.
 public struct ScoreDocument: Codable, Sendable {
     public var dataset: String
+    /// The label set scored against: "fine", or "coarse" (CIFAR-100's 20 superclasses).
+    public var labels: String
     public var dataDir: String
     public var images: Int
     public var classNames: [String]
@@ -94,20 +96,16 @@ public struct ScoreDocument: Codable, Sendable {
     public var threads: Int?
     public var results: [ScoreReport]
     enum CodingKeys: String, CodingKey {
-        case dataset, dataDir = "data_dir", images, classNames = "class_names", batch, threads, results
+        case dataset, labels, dataDir = "data_dir", images, classNames = "class_names", batch, threads, results
     }
-    public init(dataset: String, dataDir: String, images: Int, classNames: [String], batch: Int,
+    public init(dataset: String, labels: String = "fine", dataDir: String, images: Int, classNames: [String], batch: Int,
                 threads: Int?, results: [ScoreReport]) {
-        self.dataset = dataset; self.dataDir = dataDir; self.images = images; self.classNames = classNames
+        self.dataset = dataset; self.labels = labels; self.dataDir = dataDir; self.images = images; self.classNames = classNames
         self.batch = batch; self.threads = threads; self.results = results
     }
 }
 
 /// Pretty JSON with sorted keys (non-finite numbers as strings), as every `--json` prints it.
 public func analysisJSON<T: Encodable>(_ value: T) throws -> String {
-    let enc = JSONEncoder()
-    enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-    enc.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf",
-                                                              negativeInfinity: "-inf", nan: "nan")
-    return String(decoding: try enc.encode(value), as: UTF8.self)
+    try JSONText.pretty(value)
 }

@@ -8,6 +8,8 @@ struct CIFARRecordFormat {
     var numClasses: Int
     /// Other label bytes to validate though not used: (byte index, number of classes).
     var alsoValidate: [(index: Int, numClasses: Int)] = []
+    /// How errors name label byte `i` (CIFAR-100: "coarse label (byte 0)", "fine label (byte 1)").
+    var labelNames: [String] = ["label"]
     /// Records in one official file (for the expected size in error messages).
     var officialRecords: Int
 
@@ -30,7 +32,8 @@ struct CIFARRecordFormat {
             for r in 0 ..< n {
                 let v = Int(bytes[r * recordBytes + index])
                 guard v < classes else {
-                    throw DatasetError.badLabel(path: path, record: r, value: v, valid: 0 ... classes - 1)
+                    throw DatasetError.badLabel(path: path, record: r, value: v, valid: 0 ... classes - 1,
+                                                label: labelNames[index])
                 }
             }
         }
@@ -84,6 +87,7 @@ public enum CIFAR100 {
         let format = CIFARRecordFormat(labelBytes: 2, labelIndex: coarse ? 0 : 1,
                                        numClasses: coarse ? 20 : 100,
                                        alsoValidate: [(index: coarse ? 1 : 0, numClasses: coarse ? 100 : 20)],
+                                       labelNames: ["coarse label", "fine label"],
                                        officialRecords: officialRecords)
         var images: [UInt8] = [], labels: [Int32] = []
         try format.read(path, into: &images, labels: &labels)

@@ -97,7 +97,7 @@ public enum Split: String, Sendable, CaseIterable {
 
 /// The paper's datasets (CIFAR-10, CIFAR-100, STL-10) and Fashion-MNIST, with their
 /// per-dataset training defaults. The raw value is the `--dataset` flag's spelling.
-public enum DatasetKind: String, Sendable, CaseIterable {
+public enum DatasetKind: String, Sendable, CaseIterable, Codable {
     case cifar10 = "cifar10"
     case cifar100 = "cifar100"
     case stl10 = "stl10"
@@ -144,18 +144,6 @@ public enum DatasetKind: String, Sendable, CaseIterable {
     public var defaultPadding: Int { self == .stl10 ? 12 : 4 }
     /// Random horizontal flip: yes, except for Fashion-MNIST (unless asked).
     public var defaultFlip: Bool { self != .fashionMNIST }
-    /// Images in the official training / test split.
-    public func officialCount(_ split: Split) -> Int {
-        switch (self, split) {
-        case (.cifar10, .train), (.cifar100, .train): return 50_000
-        case (.cifar10, .test), (.cifar100, .test): return 10_000
-        case (.stl10, .train): return 5_000
-        case (.stl10, .test): return 8_000
-        case (.fashionMNIST, .train): return 60_000
-        case (.fashionMNIST, .test): return 10_000
-        }
-    }
-
     /// The directory used when `--data-dir` is not given: for Fashion-MNIST the Debian
     /// package's (see ``FashionMNIST/defaultDirectory``); nil for the others (they must be
     /// downloaded by the user).
@@ -173,6 +161,12 @@ public enum DatasetKind: String, Sendable, CaseIterable {
         case .fashionMNIST: return try FashionMNIST.load(split, from: directory)
         }
     }
+}
+
+/// Which labels a dataset's images carry: CIFAR-100 has two per image, the 100 fine classes
+/// (default) and the 20 coarse superclasses (`--labels coarse`); the other datasets only `fine`.
+public enum LabelSet: String, Sendable, CaseIterable, Codable {
+    case fine, coarse
 }
 
 /// Class names of the supported datasets, in label order.

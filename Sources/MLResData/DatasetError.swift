@@ -8,7 +8,7 @@ public enum DatasetError: Error, Equatable, CustomStringConvertible, LocalizedEr
     /// The file's size is not what the format requires.
     case badSize(path: String, actualBytes: Int, expected: String)
     /// A label outside the valid range; `record` is the 0-based record index in the file.
-    case badLabel(path: String, record: Int, value: Int, valid: ClosedRange<Int>)
+    case badLabel(path: String, record: Int, value: Int, valid: ClosedRange<Int>, label: String = "label")
     /// An IDX file whose magic number is not the one expected.
     case badMagic(path: String, found: UInt32, expected: UInt32)
     /// A header field (IDX dimension, ...) that does not match the format.
@@ -26,9 +26,9 @@ public enum DatasetError: Error, Equatable, CustomStringConvertible, LocalizedEr
             return "missing dataset file \(path) (expected \(expected))"
         case let .badSize(path, actual, expected):
             return "dataset file \(path) has \(actual) bytes, expected \(expected)"
-        case let .badLabel(path, record, value, valid):
-            return "dataset file \(path): record \(record) has label \(value), "
-                + "valid labels are \(valid.lowerBound)...\(valid.upperBound)"
+        case let .badLabel(path, record, value, valid, label):
+            return "dataset file \(path): record \(record) has \(label) \(value), "
+                + "valid \(label)s are \(valid.lowerBound)...\(valid.upperBound)"
         case let .badMagic(path, found, expected):
             return "dataset file \(path): IDX magic number 0x\(hex(found)), expected 0x\(hex(expected))"
         case let .badHeader(path, detail):

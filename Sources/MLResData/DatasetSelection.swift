@@ -3,7 +3,7 @@
 /// ``load()`` resolves the default directory and reads both splits, validating everything
 /// before any training starts.
 public struct DatasetSelection: Sendable, Equatable, Codable {
-    public var kind: String
+    public var kind: DatasetKind
     public var dataDirectory: String?
     public var coarseLabels: Bool
     public var trainSubset: Int?
@@ -13,44 +13,40 @@ public struct DatasetSelection: Sendable, Equatable, Codable {
 
     public init(kind: DatasetKind, dataDirectory: String? = nil, coarseLabels: Bool = false,
                 trainSubset: Int? = nil, testSubset: Int? = nil, subsetSeed: UInt64? = nil) {
-        self.kind = kind.rawValue; self.dataDirectory = dataDirectory; self.coarseLabels = coarseLabels
+        self.kind = kind; self.dataDirectory = dataDirectory; self.coarseLabels = coarseLabels
         self.trainSubset = trainSubset; self.testSubset = testSubset; self.subsetSeed = subsetSeed
     }
 
-    /// The dataset kind (the stored string is the `--dataset` spelling).
-    public var datasetKind: DatasetKind? { DatasetKind(flag: kind) }
-
-    /// The dataset kind, or an error naming the flag value.
-    public func resolvedKind() throws -> DatasetKind {
-        guard let k = datasetKind else {
-            throw DatasetError.invalidRequest(detail: "--dataset \(kind): unknown, expected one of "
-                + DatasetKind.allCases.map(\.rawValue).joined(separator: ", "))
-        }
-        return k
+    /// The same with a ``LabelSet`` (`--labels`).
+    public init(kind: DatasetKind, dataDirectory: String? = nil, labels: LabelSet,
+                trainSubset: Int? = nil, testSubset: Int? = nil, subsetSeed: UInt64? = nil) {
+        self.init(kind: kind, dataDirectory: dataDirectory, coarseLabels: labels == .coarse,
+                  trainSubset: trainSubset, testSubset: testSubset, subsetSeed: subsetSeed)
     }
+
+    /// `--labels`: coarse or fine.
+    public var labels: LabelSet { coarseLabels ? .coarse : .fine }
 
     /// `--data-dir`, or the dataset's default (Fashion-MNIST: the Debian package's directory).
     public func resolvedDirectory() throws -> String {
-        let k = try resolvedKind()
         if let d = dataDirectory { return d }
-        if let d = k.defaultDataDirectory { return d }
+        if let d = kind.defaultDataDirectory { return d }
         let files: String
-        switch k {
+        switch kind {
         case .cifar10: files = "data_batch_1.bin ... data_batch_5.bin, test_batch.bin"
         case .cifar100: files = "train.bin, test.bin"
         case .stl10: files = "train_X.bin, train_y.bin, test_X.bin, test_y.bin"
         case .fashionMNIST: files = "train-images-idx3-ubyte.gz ..."
         }
-        throw DatasetError.invalidRequest(detail: "--dataset \(kind) needs --data-dir DIR, the folder with \(files)")
+        throw DatasetError.invalidRequest(detail: "--dataset \(kind.rawValue) needs --data-dir DIR, the folder with \(files)")
     }
 
     /// Reads one split, applying its subset.
     public func load(_ split: Split) throws -> Dataset {
-        let k = try resolvedKind()
-        if coarseLabels && k != .cifar100 {
-            throw DatasetError.invalidRequest(detail: "--labels coarse applies to cifar100 only, not \(kind)")
+        if coarseLabels && kind != .cifar100 {
+            throw DatasetError.invalidRequest(detail: "--labels coarse applies to cifar100 only, not \(kind.rawValue)")
         }
-        let ds = try k.load(split, from: try resolvedDirectory(), coarseLabels: coarseLabels)
+        let ds = try kind.load(split, from: try resolvedDirectory(), coarseLabels: coarseLabels)
         let n = split == .train ? trainSubset : testSubset
         guard let n else { return ds }
         return try ds.subset(n, seed: subsetSeed, flag: split == .train ? "--train-subset" : "--test-subset")

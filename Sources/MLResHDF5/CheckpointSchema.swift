@@ -14,38 +14,11 @@ enum CheckpointSchema {
     static let maxInputDim = 1 << 16
     static let maxClasses = 1 << 22
 
-    /// One tensor the architecture requires.
-    struct TensorSpec {
-        var path: String          // without leading slash, as Network.namedTensors
-        var shape: [Int]
-        var trainable: Bool
-    }
+    /// One tensor the architecture requires (a row of MLResModel's one tensor table).
+    typealias TensorSpec = MLResModel.TensorSpec
 
     /// Every model tensor of `arch`, in the canonical order of ``Network/namedTensors``.
-    static func tensors(_ arch: Architecture) -> [TensorSpec] {
-        var out = [TensorSpec(path: "model/stem/conv/weight",
-                              shape: [arch.widths[0], arch.inputShape[0], 3, 3], trainable: true)]
-        func bn(_ prefix: String, _ c: Int) {
-            for n in ["weight", "bias", "running_mean", "running_var"] {
-                out.append(TensorSpec(path: "\(prefix)/\(n)", shape: [c], trainable: !n.hasPrefix("running")))
-            }
-        }
-        for s in arch.blocks.indices {
-            for b in 0..<arch.blocks[s] {
-                let (cin, cout, _) = arch.blockShape(stage: s, block: b)
-                let p = "model/stages/\(s)/blocks/\(b)"
-                bn("\(p)/bn1", cin)
-                out.append(TensorSpec(path: "\(p)/conv1/weight", shape: [cout, cin, 3, 3], trainable: true))
-                bn("\(p)/bn2", cout)
-                out.append(TensorSpec(path: "\(p)/conv2/weight", shape: [cout, cout, 3, 3], trainable: true))
-            }
-        }
-        let last = arch.widths[arch.widths.count - 1]
-        bn("model/head/bn", last)
-        out.append(TensorSpec(path: "model/head/fc/weight", shape: [arch.numClasses, last], trainable: true))
-        out.append(TensorSpec(path: "model/head/fc/bias", shape: [arch.numClasses], trainable: true))
-        return out
-    }
+    static func tensors(_ arch: Architecture) -> [TensorSpec] { arch.tensorTable }
 
     /// Checks the architecture numbers: positive, bounded, consistent; nil when fine.
     static func architectureProblem(_ arch: Architecture) -> String? {
@@ -79,10 +52,6 @@ enum CheckpointSchema {
         if let names = net.classNames, names.count != arch.numClasses {
             return "/model: attribute class_names has \(names.count) values, expected \(arch.numClasses)"
         }
-        if !(net.bnEpsilon.isFinite && net.bnEpsilon > 0) {
-            return "/model: attribute bn_epsilon = \(net.bnEpsilon), expected a finite number > 0"
-        }
-        if !net.bnMomentum.isFinite { return "/model: attribute bn_momentum = \(net.bnMomentum), expected a finite number" }
         for (s, stage) in net.stages.enumerated() {
             for (b, block) in stage.blocks.enumerated() {
                 let p = "/model/stages/\(s)/blocks/\(b)"
@@ -98,9 +67,6 @@ enum CheckpointSchema {
         for (e, a) in zip(expected, actual) {
             if e.path != a.path || e.shape != a.tensor.shape {
                 return "/\(a.path) has shape \(shapeText(a.tensor.shape)), expected \(shapeText(e.shape))"
-            }
-            if a.path.hasSuffix("running_var"), let i = a.tensor.data.firstIndex(where: { !($0 >= 0) }) {
-                return "/\(a.path)[\(i)] = \(a.tensor.data[i]), expected a variance >= 0"
             }
         }
         if let opt = ckpt.optimizer {
@@ -120,6 +86,7 @@ enum CheckpointSchema {
                 }
             }
         }
+        if let p = meaningProblem(in: ckpt) { return p }
         if let tr = ckpt.training {
             let lengths = Set(tr.history.values.map(\.count))
             if lengths.count > 1 { return "/training/history: columns have different lengths \(lengths.sorted())" }

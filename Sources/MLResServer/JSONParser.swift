@@ -240,8 +240,4 @@ enum JSONWriter {
         }
         return out + "\""
     }
-
-    /// A number; non-finite values (not JSON) are written as null.
-    static func number(_ x: Float) -> String { x.isFinite ? "\(x)" : "null" }
-    static func number(_ x: Double) -> String { x.isFinite ? "\(x)" : "null" }
 }

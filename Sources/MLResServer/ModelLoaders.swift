@@ -11,19 +11,15 @@ public enum ModelLoaders {
         makeBackend: @escaping @Sendable (Network, LoaderOptions) throws -> any InferenceBackend
     ) -> ModelLoader {
         return { path, options in
-            let checkpoint = try CheckpointIO.read(path: path)
-            let backend = try makeBackend(checkpoint.network, options)
-            return LoadedModel(network: checkpoint.network, backend: backend, backendName: backendName)
+            let loaded = try CheckpointIO.load(path: path)     // digest of the bytes parsed
+            let backend = try makeBackend(loaded.checkpoint.network, options)
+            return LoadedModel(network: loaded.checkpoint.network, backend: backend, backendName: backendName,
+                               sha256: loaded.sha256)
         }
     }
 
     /// Checkpoint file + the oneDNN engine (``EngineBackend``): the default of `mlres-eval serve`.
     public static let engine: ModelLoader = checkpoint(backendName: "onednn") { network, options in
         try EngineBackend(network: network, threads: options.threads, maxBatch: options.maxBatch)
-    }
-
-    /// Checkpoint file + the plain-Swift ``ReferenceBackend``.
-    public static let reference: ModelLoader = checkpoint(backendName: "reference") { network, options in
-        ReferenceBackend(network: network, threads: options.threads)
     }
 }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import MLResCLI
 import Foundation
 import MLResAnalysis
 import MLResModel
@@ -22,7 +23,7 @@ struct Lesion: ParsableCommand {
     @OptionGroup var data: TestSetOptions
 
     @Option(help: "single, shuffle or drop-k.")
-    var mode: String
+    var mode: LesionMode
 
     @Option(help: "Seeds per shuffle / per k (0..N-1).")
     var seeds: Int = 5
@@ -34,29 +35,19 @@ struct Lesion: ParsableCommand {
     var json = false
 
     func validate() throws {
-        if LesionMode(rawValue: mode) == nil {
-            throw ValidationError("--mode \(mode): expected single, shuffle or drop-k")
-        }
         if seeds <= 0 { throw ValidationError("--seeds must be positive (got \(seeds))") }
         _ = try ks()
     }
 
-    func ks() throws -> [Int] {
-        let parts = k.split(separator: ",", omittingEmptySubsequences: false)
-        return try parts.map { p in
-            guard let v = Int(p.trimmingCharacters(in: .whitespaces)), v > 0 else {
-                throw ValidationError("--k: '\(p)' is not a positive integer (expected a list like 1,2,4)")
-            }
-            return v
-        }
-    }
+    func ks() throws -> [Int] { try integerList(k, flag: "--k") }
 
     func run() throws {
-        let lesionMode = LesionMode(rawValue: mode)!
+        let lesionMode = mode
         let (c, sha) = try loadCheckpoint(checkpoint)
-        let (ds, _) = try data.loadTestSet()
+        let labels = try data.labelSet(for: [(checkpoint, c)])
+        let (ds, _) = try data.loadTestSet(labels: labels)
         let evaluator = try data.evaluator(ds)
-        if let m = evaluator.mismatch(c.network, name: checkpoint) { throw evalFailure(m + " (--dataset \(data.dataset))") }
+        try data.checkFits(c.network, name: checkpoint, evaluator: evaluator, labels: labels)
         let ks = try ks()
         func fmt(_ x: Double?) -> String { x.map { String(format: "%7.2f%%", 100 * $0) } ?? "      —" }
         if !json {
@@ -79,3 +70,5 @@ struct Lesion: ParsableCommand {
         else { print("intact: error \(percent(intact.error)), loss \(String(format: "%.4f", intact.meanLoss))") }
     }
 }
+
+extension LesionMode: ExpressibleByArgument {}

@@ -1,4 +1,5 @@
 import ArgumentParser
+import MLResCLI
 import Foundation
 import MLResAnalysis
 import MLResModel
@@ -24,9 +25,10 @@ struct Norms: ParsableCommand {
 
     func run() throws {
         let (c, sha) = try loadCheckpoint(checkpoint)
-        let (ds, _) = try data.loadTestSet()
+        let labels = try data.labelSet(for: [(checkpoint, c)])
+        let (ds, _) = try data.loadTestSet(labels: labels)
         let evaluator = try data.evaluator(ds)
-        if let m = evaluator.mismatch(c.network, name: checkpoint) { throw evalFailure(m + " (--dataset \(data.dataset))") }
+        try data.checkFits(c.network, name: checkpoint, evaluator: evaluator, labels: labels)
         let (rows, gamma, ev) = try checked { try ResidualNorms.measure(c.network, evaluator: evaluator, name: checkpoint) }
         let report = NormsReport(checkpoint: checkpoint, sha256: sha, dataset: data.kind.rawValue, images: ev.count,
                                  blocks: c.network.blocksDescription, gamma: gamma, error: ev.error, rows: rows)

@@ -1,31 +1,28 @@
 import ArgumentParser
+import MLResCLI
 import Foundation
 import MLResAnalysis
 import MLResHDF5
 import MLResModel
 import MLResData
 
-// Shared plumbing of score, norms and lesion. Exit codes: 0 success, 2 a checkpoint or the
-// dataset could not be read, does not fit, or an output could not be written; 64 bad flags.
-
-/// Exit status for unreadable/unfit inputs and unwritable outputs.
-let evalErrorExit: Int32 = 2
-
-/// Prints `error: <message>` to standard error and returns the exit code to throw.
-func evalFailure(_ message: String) -> ExitCode {
-    FileHandle.standardError.write(Data("error: \(message)\n".utf8))
-    return ExitCode(evalErrorExit)
-}
+// Shared plumbing of score, norms and lesion. Exit codes (MLResCLI's contract): 0 success,
+// 2 a checkpoint or the dataset could not be read, does not fit, or an output could not be
+// written; 64 bad flags.
 
 /// The test-set flags every analysis takes.
 struct TestSetOptions: ParsableArguments {
     @Option(help: "Dataset: cifar10, cifar100, stl10 or fashion-mnist.")
-    var dataset: String
+    var dataset: DatasetKind
 
     @Option(name: .customLong("data-dir"),
             help: ArgumentHelp("Folder with the official files (fashion-mnist default: the Debian package's).",
                                valueName: "DIR"))
     var dataDir: String?
+
+    @Option(help: ArgumentHelp("CIFAR-100 labels: fine or coarse (default: the label set recorded in the checkpoint's training config, else fine).",
+                               valueName: "fine|coarse"))
+    var labels: LabelSet?
 
     @Option(name: .customLong("test-subset"), help: ArgumentHelp("Use only the first N test images.", valueName: "N"))
     var testSubset: Int?
@@ -37,52 +34,62 @@ struct TestSetOptions: ParsableArguments {
     var threads: Int?
 
     func validate() throws {
-        guard DatasetKind(flag: dataset) != nil else {
-            throw ValidationError("--dataset \(dataset): unknown, expected one of "
-                + DatasetKind.allCases.map(\.rawValue).joined(separator: ", "))
-        }
         if batch <= 0 { throw ValidationError("--batch must be positive (got \(batch))") }
         if let t = threads, t <= 0 { throw ValidationError("--threads must be positive (got \(t))") }
         if let n = testSubset, n <= 0 { throw ValidationError("--test-subset must be positive (got \(n))") }
-    }
-
-    var kind: DatasetKind { DatasetKind(flag: dataset)! }
-
-    /// The test split, read and validated once.
-    func loadTestSet() throws -> (Dataset, directory: String) {
-        let sel = DatasetSelection(kind: kind, dataDirectory: dataDir, testSubset: testSubset)
-        do {
-            return (try sel.load(.test), try sel.resolvedDirectory())
-        } catch {
-            throw evalFailure("\(error)")
+        if labels == .coarse && dataset != .cifar100 {
+            throw ValidationError("--labels coarse applies to cifar100 only, not \(dataset.rawValue)")
         }
     }
 
+    var kind: DatasetKind { dataset }
+
+    /// The label set for `checkpoints`: `--labels`, else the one their training recorded.
+    func labelSet(for checkpoints: [(name: String, checkpoint: Checkpoint)]) throws -> LabelSet {
+        try refusingErrors { try TrainingDataRecord.labels(explicit: labels, dataset: dataset, checkpoints: checkpoints) }
+    }
+
+    /// The test split with `labels`, read and validated once.
+    func loadTestSet(labels: LabelSet = .fine) throws -> (Dataset, directory: String) {
+        let sel = DatasetSelection(kind: kind, dataDirectory: dataDir, labels: labels, testSubset: testSubset)
+        return try refusingErrors { (try sel.load(.test), try sel.resolvedDirectory()) }
+    }
+
+    /// The checkpoint's network must fit the test set; a CIFAR-100 class-count mismatch says
+    /// which `--labels` fits.
+    func checkFits(_ network: Network, name: String, evaluator: Evaluator, labels: LabelSet) throws {
+        guard var m = evaluator.mismatch(network, name: name) else { return }
+        m += " (--dataset \(dataset.rawValue)\(dataset == .cifar100 ? " --labels \(labels.rawValue)" : ""))"
+        if dataset == .cifar100 {
+            for other in LabelSet.allCases where other != labels && dataset.classNames(coarse: other == .coarse).count == network.numClasses {
+                m += "; the network has the \(other.rawValue) label set's \(network.numClasses) classes: pass --labels \(other.rawValue)"
+            }
+        }
+        throw cliFailure(m)
+    }
+
     func evaluator(_ ds: Dataset) throws -> Evaluator {
-        do { return try Evaluator(dataset: ds, batchSize: batch, threads: threads) }
-        catch { throw evalFailure("\(error)") }
+        try refusingErrors { try Evaluator(dataset: ds, batchSize: batch, threads: threads) }
     }
 }
 
 /// Reads a checkpoint and the SHA-256 of its bytes; failures become `error: FILE: ...`, exit 2.
 func loadCheckpoint(_ path: String) throws -> (Checkpoint, sha256: String) {
     var isDir: ObjCBool = false
-    guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else { throw evalFailure("\(path): no such file") }
-    if isDir.boolValue { throw evalFailure("\(path): is a directory, not a checkpoint file") }
+    guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else { throw cliFailure("\(path): no such file") }
+    if isDir.boolValue { throw cliFailure("\(path): is a directory, not a checkpoint file") }
     do {
-        let c = try CheckpointIO.read(path: path)
-        return (c, try SHA256Digest.hex(fileAt: path))
+        let loaded = try CheckpointIO.load(path: path)      // the digest of the bytes scored
+        return (loaded.checkpoint, loaded.sha256)
     } catch let e as CheckpointError {
-        throw evalFailure(e.description)
+        throw cliFailure(e.description)
     } catch {
-        throw evalFailure("\(path): \(error)")
+        throw cliFailure("\(path): \(error)")
     }
 }
 
 /// Runs an analysis step, turning its errors into `error: ...`, exit 2.
-func checked<T>(_ body: () throws -> T) throws -> T {
-    do { return try body() } catch let e as ExitCode { throw e } catch { throw evalFailure("\(error)") }
-}
+func checked<T>(_ body: () throws -> T) throws -> T { try refusingErrors(body) }
 
 func percent(_ x: Double) -> String { String(format: "%.2f%%", 100 * x) }
 
@@ -95,6 +102,8 @@ struct Score: ParsableCommand {
         eval mode (BN running statistics), batch by batch. Each result carries the file's sha256 \
         and a lineage summary. The checkpoint's input shape and class count must match the dataset. \
         images/s is timed after one untimed warm-up batch.
+        The label set (CIFAR-100 fine or coarse) is --labels, else the one recorded in the \
+        checkpoints' training config, else fine.
         Exit status: 0 scored, 2 unreadable or unfit checkpoint/dataset or unwritable output, 64 bad flags.
         """)
 
@@ -125,10 +134,11 @@ struct Score: ParsableCommand {
     func run() throws {
         // Read every checkpoint first: a bad file stops the run before any scoring.
         let loaded = try checkpoints.map { try loadCheckpoint($0) }
-        let (ds, dir) = try data.loadTestSet()
+        let labels = try data.labelSet(for: zip(checkpoints, loaded).map { ($0, $1.0) })
+        let (ds, dir) = try data.loadTestSet(labels: labels)
         let evaluator = try data.evaluator(ds)
         for (path, (c, _)) in zip(checkpoints, loaded) {
-            if let m = evaluator.mismatch(c.network, name: path) { throw evalFailure(m + " (--dataset \(data.dataset))") }
+            try data.checkFits(c.network, name: path, evaluator: evaluator, labels: labels)
         }
         if csv { print(ScoreReport.csvHeader) }
         var reports: [ScoreReport] = []
@@ -150,7 +160,7 @@ struct Score: ParsableCommand {
         }
         if let out = saveLogits, !json, !csv { print("wrote \(out)") }
         if json {
-            let doc = ScoreDocument(dataset: data.kind.rawValue, dataDir: dir, images: ds.count,
+            let doc = ScoreDocument(dataset: data.kind.rawValue, labels: labels.rawValue, dataDir: dir, images: ds.count,
                                     classNames: ds.classNames, batch: data.batch, threads: data.threads,
                                     results: reports)
             print(try checked { try analysisJSON(doc) })

@@ -1,4 +1,5 @@
 import ArgumentParser
+import MLResCLI
 import Foundation
 import MLResModel
 
@@ -26,8 +27,8 @@ struct Diff: ParsableCommand {
     var json = false
 
     func run() throws {
-        let ca = try readCheckpoint(a)
-        let cb = try readCheckpoint(b)
+        let ca = try readCheckpoint(a).checkpoint
+        let cb = try readCheckpoint(b).checkpoint
         let report = Surgery.diff(ca, cb)
         if json {
             struct Envelope: Encodable { var a: String; var b: String; var report: DiffReport }
@@ -36,6 +37,6 @@ struct Diff: ParsableCommand {
             print("A: \(a)\nB: \(b)")
             print(report.text)
         }
-        if !report.equal { throw ExitCode(1) }
+        if !report.equal { throw CLIExit.networksDiffer }
     }
 }

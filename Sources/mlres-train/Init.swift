@@ -1,4 +1,5 @@
 import ArgumentParser
+import MLResCLI
 import Foundation
 import MLResHDF5
 import MLResModel
@@ -33,16 +34,14 @@ struct Init: ParsableCommand {
         let arch = try architecture(blocks: blocks, widths: widths, inputShape: inputShape, classes: classes)
         guard h.isFinite && h >= 0 else { throw ValidationError("--h must be a finite number >= 0 (got \(h))") }
         if !force && FileManager.default.fileExists(atPath: output) {
-            FileHandle.standardError.write(Data("error: \(output): already exists (pass --force to replace it)\n".utf8))
-            throw ExitCode.failure
+            throw cliFailure("\(output): already exists (pass --force to replace it)")
         }
         let ckpt = Checkpoint(network: Network.initialized(arch, seed: seed, h: h),
                               lineage: [LineageEvent.initialization(arch, seed: seed, h: h, compress: compress)])
         do {
             try CheckpointIO.write(ckpt, to: output, options: .init(compress: compress, overwrite: force))
         } catch let e as CheckpointError {
-            FileHandle.standardError.write(Data("error: \(e)\n".utf8))
-            throw ExitCode.failure
+            throw cliFailure("\(e)")
         }
         print("wrote \(output): \(arch.blocks.map(String.init).joined(separator: "-")) blocks, widths " +
               "\(arch.widths.map(String.init).joined(separator: ",")), \(arch.parameterCount) parameters")

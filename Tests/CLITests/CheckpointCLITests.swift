@@ -33,7 +33,7 @@ import MLResTestSupport
         #expect(obj["h"] as? [[Double]] == [[1, 1], [1, 1], [1, 1]])
         #expect(obj["t"] as? [[Double]] == [[1, 2], [1, 2], [1, 2]])
         #expect(obj["tensors"] as? Int == 1 + 6 * 10 + 6)
-        #expect(obj["sha256"] as? String == (try SHA256Digest.hex(fileAt: ckpt)))
+        #expect(obj["sha256"] as? String == (try FileDigest.sha256(fileAt: ckpt)))
         #expect(obj["optimizer"] as? Bool == false && obj["training"] as? Bool == false)
         let lineage = try #require(obj["lineage"] as? [[String: Any]])
         #expect(lineage.count == 1 && lineage[0]["op"] as? String == "init")
@@ -44,7 +44,7 @@ import MLResTestSupport
         #expect(text.status == 0)
         #expect(text.out.contains("parameters 172506"))
         #expect(text.out.contains("block 1.0  h 1  t 1  stride 2  16->32  origin init"))
-        #expect(text.out.contains(try SHA256Digest.hex(fileAt: ckpt)))
+        #expect(text.out.contains(try FileDigest.sha256(fileAt: ckpt)))
 
         let v = try Self.run("mlres-surgery", ["verify", ckpt])
         #expect(v.status == 0, "\(v.err)")
@@ -64,11 +64,11 @@ import MLResTestSupport
         #expect(a.network.namedTensors.map { $0.tensor.data.map(\.bitPattern) } == b.network.namedTensors.map { $0.tensor.data.map(\.bitPattern) })
         #expect(a.network != c.network)
         // An existing output is refused without --force, and left as it was.
-        let before = try SHA256Digest.hex(fileAt: dir + "/a.h5")
+        let before = try FileDigest.sha256(fileAt: dir + "/a.h5")
         let r = try Self.run("mlres-train", ["init"] + small + ["--seed", "6", "-o", dir + "/a.h5"])
-        #expect(r.status != 0)
+        #expect(r.status == 2)   // a refused operation
         #expect(r.err == "error: \(dir)/a.h5: already exists (pass --force to replace it)\n")
-        #expect(try SHA256Digest.hex(fileAt: dir + "/a.h5") == before)
+        #expect(try FileDigest.sha256(fileAt: dir + "/a.h5") == before)
         let f = try Self.run("mlres-train", ["init"] + small + ["--seed", "6", "--force", "--compress", "-o", dir + "/a.h5"])
         #expect(f.status == 0, "\(f.err)")
         #expect(try CheckpointIO.read(path: dir + "/a.h5").network == c.network)
@@ -90,22 +90,22 @@ import MLResTestSupport
         bytes[at + 3] ^= 0x10
         try Data(bytes).write(to: URL(fileURLWithPath: dir + "/flipped.h5"))
         let v = try Self.run("mlres-surgery", ["verify", dir + "/flipped.h5"])
-        #expect(v.status == 1)
+        #expect(v.status == 2)   // a failed verify: unreadable checkpoint (one contract, docs/surgery.md)
         #expect(v.err.hasPrefix("error: \(dir)/flipped.h5: /model/head/fc/weight: cannot read data"), "\(v.err)")
         #expect(v.out.isEmpty)
         let i = try Self.run("mlres-surgery", ["inspect", dir + "/flipped.h5", "--json"])
-        #expect(i.status == 1 && i.out.isEmpty)
+        #expect(i.status == 2 && i.out.isEmpty)
 
         try Data("not hdf5".utf8).write(to: URL(fileURLWithPath: dir + "/text.h5"))
         let t = try Self.run("mlres-surgery", ["inspect", dir + "/text.h5"])
-        #expect(t.status == 1)
+        #expect(t.status == 2)
         #expect(t.err == "error: \(dir)/text.h5: is not an HDF5 file (no HDF5 signature found, 8 bytes)\n")
         try Data(bytes.prefix(bytes.count / 2)).write(to: URL(fileURLWithPath: dir + "/half.h5"))
         let h = try Self.run("mlres-surgery", ["verify", dir + "/half.h5"])
-        #expect(h.status == 1 && h.err.contains("truncated"), "\(h.err)")
+        #expect(h.status == 2 && h.err.contains("truncated"), "\(h.err)")
         #expect(!h.err.contains("HDF5-DIAG"))        // HDF5's own stack is never printed raw
         let m = try Self.run("mlres-surgery", ["verify", dir + "/missing.h5"])
-        #expect(m.err == "error: \(dir)/missing.h5: cannot open: No such file or directory\n")
+        #expect(m.status == 2 && m.err == "error: \(dir)/missing.h5: cannot open: No such file or directory\n")
     }
 
     /// A writer killed in the middle of writing leaves the old file intact and readable, and
@@ -115,7 +115,7 @@ import MLResTestSupport
         let ckpt = dir + "/ckpt.h5"
         #expect(try Self.run("mlres-train", ["init", "--blocks", "1-1", "--widths", "4,8", "--classes", "3",
                                              "--input-shape", "1,8,8", "-o", ckpt]).status == 0)
-        let before = try SHA256Digest.hex(fileAt: ckpt)
+        let before = try FileDigest.sha256(fileAt: ckpt)
         let old = try CheckpointIO.read(path: ckpt)
         var killedMidWrite = false
         for _ in 0..<3 where !killedMidWrite {
@@ -145,10 +145,10 @@ import MLResTestSupport
                 #expect(try Self.run("mlres-train", ["init", "--blocks", "1-1", "--widths", "4,8", "--classes", "3",
                                                      "--input-shape", "1,8,8", "--force", "-o", ckpt]).status == 0)
             }
-            #expect(try SHA256Digest.hex(fileAt: ckpt) == before || !killedMidWrite)
+            #expect(try FileDigest.sha256(fileAt: ckpt) == before || !killedMidWrite)
         }
         try #require(killedMidWrite, "could not catch the writer in the middle of writing")
-        #expect(try SHA256Digest.hex(fileAt: ckpt) == before)
+        #expect(try FileDigest.sha256(fileAt: ckpt) == before)
         let after = try CheckpointIO.read(path: ckpt)
         #expect(after.network == old.network)
         #expect(try FileManager.default.contentsOfDirectory(atPath: dir) == ["ckpt.h5"])

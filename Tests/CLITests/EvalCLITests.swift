@@ -63,7 +63,7 @@ func cliScoreJSON() throws {
                                   "correct", "error", "mean_loss", "per_class_accuracy", "confusion",
                                   "images_per_s", "seconds"])
         #expect(res["checkpoint"] as? String == path)
-        #expect(res["sha256"] as? String == (try SHA256Digest.hex(fileAt: path)))
+        #expect(res["sha256"] as? String == (try FileDigest.sha256(fileAt: path)))
         #expect(res["blocks"] as? String == "3-1-2")
         let correct = res["correct"] as? Int ?? -1, err = res["error"] as? Double ?? -1
         #expect(abs(err - (1 - Double(correct) / 12)) < 1e-12)

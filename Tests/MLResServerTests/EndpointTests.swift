@@ -1,4 +1,5 @@
 import Foundation
+import MLResHDF5
 import MLResModel
 import MLResTestSupport
 @testable import MLResServer
@@ -30,7 +31,7 @@ struct EndpointTests {
         #expect(o["classes"] as? Int == 5)
         #expect((o["blocks"] as? [Int]) == [1, 1])
         #expect((o["h"] as? [[Double]]) == [[1.0], [1.0]])
-        let fileSHA = try SHA256Digest.hex(fileAt: dir + "/tiny.h5")
+        let fileSHA = try FileDigest.sha256(fileAt: dir + "/tiny.h5")
         #expect(o["sha256"] as? String == fileSHA)
         let inputs = o["inputs"] as? [[String: Any]]
         #expect(inputs?.first?["name"] as? String == "input")
@@ -95,7 +96,8 @@ struct EndpointTests {
         try "fixture".write(toFile: dir + "/fix.h5", atomically: true, encoding: .utf8)
         let net = f.network
         let s = try await TestServer.start(directory: dir, loader: { _, o in
-            LoadedModel(network: net, backend: ReferenceBackend(network: net, threads: o.threads), backendName: "reference")
+            LoadedModel(network: net, backend: try EngineBackend(network: net, threads: o.threads, maxBatch: o.maxBatch),
+                        backendName: "onednn")
         })
         let r = try await s.post("/v2/models/fix/infer",
                                  inferBody(shape: [f.count] + net.inputShape, datatype: "UINT8", data: f.uint8.map(String.init)))

@@ -178,12 +178,13 @@ func badLabels() throws {
     t[3 * 3074] = 20
     try Fixtures.writeBytes(c + "/test.bin", t)
     #expect(caught { try DatasetKind.cifar100.load(.test, from: c) } as? DatasetError
-        == .badLabel(path: c + "/test.bin", record: 3, value: 20, valid: 0 ... 19))
+        == .badLabel(path: c + "/test.bin", record: 3, value: 20, valid: 0 ... 19, label: "coarse label"))
+    #expect("\(caught { try DatasetKind.cifar100.load(.test, from: c) }!)".contains("record 3 has coarse label 20"))
     t = Fixtures.readBytes(Fixtures.dir("cifar100") + "/test.bin")
     t[7 * 3074 + 1] = 100
     try Fixtures.writeBytes(c + "/test.bin", t)
     #expect(caught { try DatasetKind.cifar100.load(.test, from: c, coarseLabels: true) } as? DatasetError
-        == .badLabel(path: c + "/test.bin", record: 7, value: 100, valid: 0 ... 99))
+        == .badLabel(path: c + "/test.bin", record: 7, value: 100, valid: 0 ... 99, label: "fine label"))
 
     // STL-10: label 0 and 11 are invalid on disk (1...10).
     let s = try Fixtures.scratchCopy(of: "stl10")
@@ -280,9 +281,9 @@ func selection() throws {
     #expect(train.count == 12 && test.count == 5 && train.labels == (0 ..< 12).map { Fixtures.cifar10Label($0, 0) })
     #expect(message { try DatasetSelection(kind: .cifar10).load() }.contains("--dataset cifar10 needs --data-dir DIR"))
     #expect(try DatasetSelection(kind: .fashionMNIST).resolvedDirectory() == FashionMNIST.defaultDirectory)
-    var unknown = DatasetSelection(kind: .cifar10)
-    unknown.kind = "imagenet"
-    #expect(message { try unknown.load() }.contains("--dataset imagenet: unknown, expected one of cifar10, cifar100, stl10, fashion-mnist"))
+    // The kind is typed: an unknown name never reaches a selection (no fallback to a default).
+    #expect(DatasetKind(flag: "imagenet") == nil && DatasetKind(flag: "mnist") == nil)
+    #expect(DatasetKind(flag: "Fashion_MNIST") == .fashionMNIST && DatasetKind(flag: "cifar-100") == .cifar100)
     #expect(message { try DatasetSelection(kind: .cifar10, dataDirectory: Fixtures.dir("cifar10"), coarseLabels: true).load() }
         .contains("--labels coarse applies to cifar100 only"))
     #expect(message { try DatasetSelection(kind: .stl10, dataDirectory: Fixtures.dir("stl10"), testSubset: 3).load() }

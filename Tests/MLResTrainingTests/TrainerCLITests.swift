@@ -76,8 +76,23 @@ struct TrainerCLITests {
             #expect(text(logs + "/stderr.txt").contains(want), "\(text(logs + "/stderr.txt"))")
             #expect(!FileManager.default.fileExists(atPath: run + "/last.h5"))
         }
-        let p = try launch(["--dataset", "fashion-mnist", "--epochs", "abc"], dir: logs)
-        p.waitUntilExit()
-        #expect(p.terminationStatus == 64)
+        // Malformed command lines exit 64; a dataset name is one of the closed set, never a fallback.
+        for (args, want) in [(["--dataset", "fashion-mnist", "--epochs", "abc"], "abc"),
+                             (["--dataset", "mnist", "--out", run], "fashion-mnist"),
+                             (["--dataset", "cifar100", "--labels", "medium", "--out", run], "coarse"),
+                             (["--dataset", "fashion-mnist", "--blocks", "2-x", "--out", run], "--blocks 2-x: 'x'"),
+                             (["--dataset", "fashion-mnist", "--first-block", "first", "--out", run], "auto")] {
+            let p = try launch(args, dir: logs)
+            p.waitUntilExit()
+            #expect(p.terminationStatus == 64, "\(args)")
+            let err = text(logs + "/stderr.txt")
+            #expect(err.contains(want) && err.hasSuffix("\n"), "\(err)")
+        }
+        // --epochs 1 --interpolate-at 1: says what is allowed and why.
+        let q = try launch(["--dataset", "fashion-mnist", "--data-dir", fixture, "--epochs", "1", "--interpolate-at", "1",
+                            "--out", run], dir: logs)
+        q.waitUntilExit()
+        #expect(q.terminationStatus == 2)
+        #expect(text(logs + "/stderr.txt").contains("needs --epochs 2 or more"), "\(text(logs + "/stderr.txt"))")
     }
 }

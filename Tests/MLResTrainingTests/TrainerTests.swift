@@ -15,9 +15,10 @@ enum TrainerFixture {
     static func request(out: String, epochs: Int = 4, blocks: String = "1-1", interpolateAt: String? = nil,
                         restartAt: String? = nil) -> TrainRequest {
         var r = TrainRequest()
-        r.dataset = "fashion-mnist"; r.dataDir = Fixtures.dir("fashion-mnist")
-        r.blocks = blocks; r.widths = "4,8"; r.epochs = epochs; r.batchSize = 8
-        r.interpolateAt = interpolateAt; r.restartAt = restartAt
+        r.dataset = .fashionMNIST; r.dataDir = Fixtures.dir("fashion-mnist")
+        r.blocks = blocks.split(separator: "-").map { Int($0)! }; r.widths = [4, 8]; r.epochs = epochs; r.batchSize = 8
+        r.interpolateAt = interpolateAt.map { $0.split(separator: ",").map { Int($0)! } }
+        r.restartAt = restartAt.map { $0.split(separator: ",").map { Int($0)! } }
         r.threads = 1; r.seed = 7; r.out = out
         return r
     }
@@ -76,16 +77,18 @@ enum TrainerFixture {
 struct TrainerTests {
     typealias F = TrainerFixture
 
-    @Test("Cycle plan: same positions as the multi-level schedule; a surgery restart mid-epoch")
+    @Test("Cycle plan: positions against an independent formula; a surgery restart mid-epoch")
     func cyclePlan() throws {
-        let s = try MultiLevelSchedule(totalEpochs: 10, stepsPerEpoch: 7, boundaries: [3, 6])
-        let p = CyclePlan(schedule: s)
-        for step in 0 ..< s.totalSteps {
-            let a = p.position(ofStep: step), b = s.position(ofStep: step)
-            #expect(a.cycle == b.cycle && a.stepInCycle == b.stepInCycle && a.cycleSteps == b.cycleSteps && a.lr == b.lr)
+        let p = try CyclePlan(epochs: 10, stepsPerEpoch: 7, boundaries: [3, 6])
+        for step in 0 ..< p.totalSteps {
+            // Independent: cycles are epochs [0,3), [3,6), [6,10) of 7 steps.
+            let (start, len) = step < 21 ? (0, 21) : step < 42 ? (21, 21) : (42, 28)
+            let a = p.position(ofStep: step)
+            #expect(a.cycle == (step < 21 ? 0 : step < 42 ? 1 : 2) && a.stepInCycle == step - start && a.cycleSteps == len
+                    && abs(a.lr - referenceLR(step - start, len)) < 1e-15)
         }
         #expect((1 ... 70).filter { p.endsCycle(afterSteps: $0) } == [21, 42, 70])
-        let q = CyclePlan(schedule: s, extraStarts: [30])
+        let q = p.adding(starts: [30])
         #expect(q.starts == [0, 21, 30, 42])
         let at = q.position(ofStep: 30)
         #expect(at.cycle == 2 && at.stepInCycle == 0 && at.cycleSteps == 12 && at.lr == 0.5)
@@ -143,7 +146,7 @@ struct TrainerTests {
         let h = try #require(last.training).history
         #expect(h["blocks"] == [2, 2, 4])
         #expect(last.lineage.map(\.op) == ["init", "train", "interpolate", "train"])
-        let sha = try SHA256Digest.hex(fileAt: dir + "/cycle-0.h5")
+        let sha = try FileDigest.sha256(fileAt: dir + "/cycle-0.h5")
         #expect(last.lineage[2].parentSHA256 == sha)
         #expect(last.lineage[2].args["blocks_after"] == .string("2-2"))
         // Epoch 3 starts a new cycle at lr_max.
@@ -280,7 +283,7 @@ struct TrainerTests {
         let ck = Checkpoint(network: Network.initialized(arch, seed: 3), lineage: [LineageEvent(op: "init")])
         try CheckpointIO.write(ck, to: dir + "/init.h5")
         var r = F.resume(dir + "/init.h5")
-        r.dataset = "fashion-mnist"; r.dataDir = Fixtures.dir("fashion-mnist"); r.epochs = 1; r.batchSize = 8
+        r.dataset = .fashionMNIST; r.dataDir = Fixtures.dir("fashion-mnist"); r.epochs = 1; r.batchSize = 8
         let t = try Trainer(r, quiet: true)
         _ = try t.run()
         let last = try CheckpointIO.read(path: dir + "/last.h5")
@@ -298,10 +301,10 @@ struct TrainerTests {
         #expect(msg(r).contains("--epochs must be positive"))
         #expect(msg(F.request(out: dir + "/a", epochs: 4, interpolateAt: "5")).contains("--interpolate-at 5"))
         #expect(msg(F.request(out: dir + "/a", epochs: 4, interpolateAt: "2", restartAt: "2")).contains("both"))
-        r = F.request(out: dir + "/a"); r.widths = "4,8,16"
+        r = F.request(out: dir + "/a"); r.widths = [4, 8, 16]
         #expect(msg(r).contains("--blocks has 2 stages but --widths has 3"))
-        r = F.request(out: dir + "/a"); r.dataset = "mnist"
-        #expect(msg(r).contains("--dataset mnist: unknown"))
+        r = F.request(out: dir + "/a"); r.dataset = nil
+        #expect(msg(r).contains("--dataset is required"))
         r = F.request(out: dir + "/a"); r.batchSize = 31
         #expect(msg(r).contains("--batch-size 31 is larger than the 30 training images"))
         r = F.request(out: dir + "/a"); r.dataDir = dir + "/nowhere"
@@ -315,7 +318,7 @@ struct TrainerTests {
             let arch = Architecture(blocks: [1, 1], widths: [4, 8], inputShape: shape, numClasses: classes)
             let p = dir + "/init-\(classes).h5"
             try CheckpointIO.write(Checkpoint(network: Network.initialized(arch, seed: 1)), to: p)
-            var rr = F.resume(p); rr.dataset = "fashion-mnist"; rr.dataDir = Fixtures.dir("fashion-mnist")
+            var rr = F.resume(p); rr.dataset = .fashionMNIST; rr.dataDir = Fixtures.dir("fashion-mnist")
             #expect(msg(rr).contains(want), "\(want)")
         }
         #expect(msg(F.resume(dir + "/missing.h5")).contains("--resume \(dir)/missing.h5: no such file"))
@@ -331,5 +334,59 @@ struct TrainerTests {
         var more = F.resume(dir + "/done/last.h5"); more.epochs = 2
         let t = try Trainer(more, quiet: true)
         #expect(t.plan.starts == [0, 3])  // extending a finished run starts a new cycle
+    }
+}
+
+/// Issue 12 kind 1, training part: a run stops at the first non-finite loss or gradient, before
+/// the update, naming the step and the learning rate, and never writes a non-finite checkpoint.
+@Suite("Trainer stops on non-finite values")
+struct NonFiniteTrainingTests {
+    typealias F = TrainerFixture
+
+    /// Ways a resumed network's first step goes non-finite while every stored value is finite.
+    static let edits: [(String, (inout Network) -> Void)] = [
+        ("input std 1e-45 (standardised pixels overflow)", { $0.inputStd = $0.inputStd.map { _ in 1e-45 } }),
+        ("input mean 3e38, std 1e-38", { $0.inputMean = $0.inputMean.map { _ in 3e38 }; $0.inputStd = $0.inputStd.map { _ in 1e-38 } }),
+        ("fc weight at the float32 limit", { n in
+            n.fcWeight = Tensor(shape: n.fcWeight.shape, data: n.fcWeight.data.indices.map { $0 % 2 == 0 ? Float.greatestFiniteMagnitude : -Float.greatestFiniteMagnitude })
+        }),
+    ]
+
+    @Test("Resuming a network whose first step is non-finite: stopped at step 4, last.h5 untouched",
+          arguments: edits.indices)
+    func resumeStops(_ i: Int) throws {
+        let dir = try F.scratch()
+        _ = try Trainer(F.request(out: dir, epochs: 1), quiet: true).run()
+        let last = dir + "/last.h5"
+        let before = try Data(contentsOf: URL(fileURLWithPath: last))
+        var ck = try CheckpointIO.read(path: last)
+        Self.edits[i].1(&ck.network)
+        try CheckpointIO.write(ck, to: dir + "/edited.h5")
+        var r = F.resume(dir + "/edited.h5", out: dir); r.epochs = 2
+        let t = try Trainer(r, quiet: true)
+        let message: String
+        do { _ = try t.run(); message = "" } catch { message = "\(error)" }
+        #expect(message.contains("training stopped: the ") && message.contains("at step 4 (epoch 2, step 1/3), learning rate 0.5"),
+                "\(Self.edits[i].0): \(message)")
+        #expect(message.contains("\(last) keeps the last finite state"))
+        #expect(try Data(contentsOf: URL(fileURLWithPath: last)) == before, "last.h5 must not change")
+        #expect(t.globalStep == 3)
+    }
+
+    @Test("A learning rate that blows the weights up: stopped with the step and rate; any checkpoint written is finite",
+          arguments: [1e30, 1e20])
+    func divergingRun(_ lr: Double) throws {
+        let dir = try F.scratch()
+        var r = F.request(out: dir, epochs: 3); r.lrMax = lr; r.lrMin = 0
+        let message: String
+        do { _ = try Trainer(r, quiet: true).run(); message = "" } catch { message = "\(error)" }
+        #expect(message.contains("training stopped: the ") && message.contains("learning rate"), "\(message)")
+        #expect(message.contains("Try a smaller --lr-max"))
+        if FileManager.default.fileExists(atPath: dir + "/last.h5") {
+            let ck = try CheckpointIO.read(path: dir + "/last.h5")
+            #expect(ck.network.namedTensors.allSatisfy { $0.tensor.data.allSatisfy(\.isFinite) })
+        } else {
+            #expect(message.contains("no checkpoint was written"))
+        }
     }
 }

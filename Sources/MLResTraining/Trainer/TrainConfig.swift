@@ -10,12 +10,12 @@ import MLResModel
 /// started a new learning-rate cycle) and ``partialEpoch`` (running sums of the epoch in
 /// progress when a checkpoint is written mid-epoch, e.g. on SIGTERM).
 public struct TrainConfig: Codable, Sendable, Equatable {
-    /// `--dataset` spelling: cifar10, cifar100, stl10, fashion-mnist.
-    public var dataset: String
+    /// `--dataset` (stored as its spelling: cifar10, cifar100, stl10, fashion-mnist).
+    public var dataset: DatasetKind
     /// `--data-dir`, nil for the dataset's default (Fashion-MNIST: the Debian package).
     public var dataDir: String?
-    /// "fine" or "coarse" (CIFAR-100 only).
-    public var labels: String
+    /// `--labels`: fine, or coarse (CIFAR-100 only).
+    public var labels: LabelSet
     public var trainSubset: Int?
     public var testSubset: Int?
     /// Blocks per stage and widths of the network the run started with.
@@ -79,8 +79,8 @@ public struct TrainConfig: Codable, Sendable, Equatable {
 
     /// The dataset flags as a ``DatasetSelection``.
     public var selection: DatasetSelection {
-        DatasetSelection(kind: DatasetKind(flag: dataset) ?? .cifar10, dataDirectory: dataDir,
-                         coarseLabels: labels == "coarse", trainSubset: trainSubset, testSubset: testSubset)
+        DatasetSelection(kind: dataset, dataDirectory: dataDir, labels: labels,
+                         trainSubset: trainSubset, testSubset: testSubset)
     }
 
     /// Cycle boundaries (epochs) from both lists, sorted.
@@ -88,9 +88,7 @@ public struct TrainConfig: Codable, Sendable, Equatable {
 
     /// Compact JSON text with sorted keys (what `/training/config` holds).
     public var jsonText: String {
-        let enc = JSONEncoder()
-        enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return String(decoding: (try? enc.encode(self)) ?? Data("{}".utf8), as: UTF8.self)
+        (try? JSONText.compact(self)) ?? "{}"
     }
 
     /// Parses `/training/config`.
@@ -106,16 +104,18 @@ public struct TrainConfig: Codable, Sendable, Equatable {
 /// The command line of a training run before defaults are applied: every field nil unless the
 /// user gave the flag, so that a resume can tell a conflicting flag from an unset one.
 public struct TrainRequest: Sendable {
-    public var dataset: String?
+    public var dataset: DatasetKind?
     public var dataDir: String?
-    public var labels: String?
+    public var labels: LabelSet?
     public var trainSubset: Int?
     public var testSubset: Int?
-    public var blocks: String?
-    public var widths: String?
+    /// Blocks per stage (`--blocks 2-2-2`) and stage widths (`--widths 16,32,64`).
+    public var blocks: [Int]?
+    public var widths: [Int]?
     public var epochs: Int?
-    public var interpolateAt: String?
-    public var restartAt: String?
+    /// Epochs after which to interpolate / restart the learning-rate cycle.
+    public var interpolateAt: [Int]?
+    public var restartAt: [Int]?
     public var batchSize: Int?
     public var lrMax: Double?
     public var lrMin: Double?
@@ -126,7 +126,7 @@ public struct TrainRequest: Sendable {
     public var seed: UInt64?
     public var threads: Int?
     public var resetMomentum: Bool = false
-    public var firstBlock: String?
+    public var firstBlock: Surgery.FirstBlockPolicy?
     public var logEvery: Int?
     public var logFormat: String?
     /// `--out RUN` (default on resume: the checkpoint's folder).
@@ -135,6 +135,9 @@ public struct TrainRequest: Sendable {
     public var resume: String?
     /// Start a fresh run in a folder that already holds one.
     public var force: Bool = false
+    /// `--sync-bn`: with several ranks, batch statistics over the global batch (a launch
+    /// setting like `--threads`: not stored, a resume may change it).
+    public var syncBN: Bool = false
 
     public init() {}
 }
@@ -145,17 +148,6 @@ public struct TrainError: Error, CustomStringConvertible, Sendable {
     public init(_ message: String) { description = message }
 }
 
-/// Parses "2-2-2" / "16,32,64" style lists of positive integers.
-func parsePositiveList(_ text: String, separator: Character, flag: String) throws -> [Int] {
-    let parts = text.split(separator: separator, omittingEmptySubsequences: false)
-        .map { $0.trimmingCharacters(in: .whitespaces) }
-    let values = parts.compactMap { Int($0) }
-    guard !parts.isEmpty, values.count == parts.count, values.allSatisfy({ $0 > 0 }) else {
-        throw TrainError("\(flag) \(text): expected positive whole numbers separated by '\(separator)'")
-    }
-    return values
-}
-
 extension TrainConfig {
     /// The configuration of a fresh run: the flags, with the paper's defaults for the rest
     /// (batch 100 / 32 for STL-10, lr 0.5 → 0.001, momentum 0.9, weight decay 2e-4, pad 4 /
@@ -163,41 +155,35 @@ extension TrainConfig {
     /// from (an `mlres-train init` file), whose depth then replaces the `--blocks` default.
     /// `stepsPerEpoch` is filled in once the data is read.
     public static func fresh(_ r: TrainRequest, network: Network? = nil) throws -> TrainConfig {
-        guard let ds = r.dataset else { throw TrainError("--dataset is required (cifar10, cifar100, stl10 or fashion-mnist)") }
-        guard let kind = DatasetKind(flag: ds) else {
-            throw TrainError("--dataset \(ds): unknown, expected one of " + DatasetKind.allCases.map(\.rawValue).joined(separator: ", "))
+        guard let kind = r.dataset else { throw TrainError("--dataset is required (cifar10, cifar100, stl10 or fashion-mnist)") }
+        var blocks = r.blocks ?? [2, 2, 2]
+        var widths = r.widths ?? [16, 32, 64]
+        func dashed(_ v: [Int], _ sep: String) -> String { v.map(String.init).joined(separator: sep) }
+        if let bad = (blocks + widths).first(where: { $0 <= 0 }) {
+            throw TrainError("--blocks/--widths: \(bad) is not a positive number (--blocks \(dashed(blocks, "-")), --widths \(dashed(widths, ",")))")
         }
-        var blocks = try r.blocks.map { try parsePositiveList($0, separator: "-", flag: "--blocks") } ?? [2, 2, 2]
-        var widths = try r.widths.map { try parsePositiveList($0, separator: ",", flag: "--widths") } ?? [16, 32, 64]
         if let net = network {
             if r.blocks != nil && blocks != net.stageBlocks {
-                throw TrainError("--blocks \(r.blocks!) but the checkpoint's network is \(net.blocksDescription)")
+                throw TrainError("--blocks \(dashed(blocks, "-")) but the checkpoint's network is \(net.blocksDescription)")
             }
             if r.widths != nil && widths != net.stageWidths {
-                throw TrainError("--widths \(r.widths!) but the checkpoint's network has widths \(net.stageWidths.map(String.init).joined(separator: ","))")
+                throw TrainError("--widths \(dashed(widths, ",")) but the checkpoint's network has widths \(dashed(net.stageWidths, ","))")
             }
             blocks = net.stageBlocks; widths = net.stageWidths
         }
         guard blocks.count == widths.count else {
             throw TrainError("--blocks has \(blocks.count) stages but --widths has \(widths.count)")
         }
-        let labels = r.labels ?? "fine"
-        guard labels == "fine" || labels == "coarse" else { throw TrainError("--labels \(labels): expected fine or coarse") }
-        if labels == "coarse" && kind != .cifar100 { throw TrainError("--labels coarse applies to cifar100 only") }
-        let fb = r.firstBlock ?? "auto"
-        guard let firstBlock = Surgery.FirstBlockPolicy(rawValue: fb) else {
-            throw TrainError("--first-block \(fb): expected auto, next or self")
-        }
+        let labels = r.labels ?? .fine
+        if labels == .coarse && kind != .cifar100 { throw TrainError("--labels coarse applies to cifar100 only") }
         var c = TrainConfig(
-            dataset: kind.rawValue, dataDir: r.dataDir, labels: labels,
+            dataset: kind, dataDir: r.dataDir, labels: labels,
             trainSubset: r.trainSubset, testSubset: r.testSubset, blocks: blocks, widths: widths,
-            epochs: r.epochs ?? 160,
-            interpolateAt: try MultiLevelSchedule.parseEpochs(r.interpolateAt ?? "", flag: "--interpolate-at"),
-            restartAt: try MultiLevelSchedule.parseEpochs(r.restartAt ?? "", flag: "--restart-at"),
+            epochs: r.epochs ?? 160, interpolateAt: r.interpolateAt ?? [], restartAt: r.restartAt ?? [],
             batchSize: r.batchSize ?? kind.defaultBatchSize, lrMax: r.lrMax ?? 0.5, lrMin: r.lrMin ?? 0.001,
             momentum: r.momentum ?? 0.9, weightDecay: r.weightDecay ?? 2e-4,
             padding: r.padding ?? kind.defaultPadding, flip: r.flip ?? kind.defaultFlip, seed: r.seed ?? 0,
-            threads: r.threads, resetMomentum: r.resetMomentum, firstBlock: firstBlock,
+            threads: r.threads, resetMomentum: r.resetMomentum, firstBlock: r.firstBlock ?? .auto,
             logEvery: r.logEvery, logFormat: r.logFormat ?? "text", stepsPerEpoch: 0,
             extraCycleStarts: [], partialEpoch: nil)
         try c.validate()
@@ -214,8 +200,8 @@ extension TrainConfig {
                 throw TrainError("\(flag) \(g) conflicts with the checkpoint being resumed (\(file) was trained with \(stored)); drop the flag or start a new run")
             }
         }
-        try same("--dataset", r.dataset.flatMap { DatasetKind(flag: $0)?.rawValue ?? $0 }, dataset)
-        try same("--labels", r.labels, labels)
+        try same("--dataset", r.dataset?.rawValue, dataset.rawValue)
+        try same("--labels", r.labels?.rawValue, labels.rawValue)
         try same("--train-subset", r.trainSubset, trainSubset ?? -1)
         try same("--test-subset", r.testSubset, testSubset ?? -1)
         try same("--batch-size", r.batchSize, batchSize)
@@ -226,9 +212,9 @@ extension TrainConfig {
         try same("--pad", r.padding, padding)
         try same("--flip", r.flip, flip)
         try same("--seed", r.seed, seed)
-        try same("--first-block", r.firstBlock, firstBlock.rawValue)
-        if let s = r.interpolateAt { try same("--interpolate-at", try MultiLevelSchedule.parseEpochs(s, flag: "--interpolate-at"), interpolateAt) }
-        if let s = r.restartAt { try same("--restart-at", try MultiLevelSchedule.parseEpochs(s, flag: "--restart-at"), restartAt) }
+        try same("--first-block", r.firstBlock?.rawValue, firstBlock.rawValue)
+        try same("--interpolate-at", r.interpolateAt, interpolateAt)
+        try same("--restart-at", r.restartAt, restartAt)
         if let e = r.epochs { c.epochs = e }
         if let d = r.dataDir { c.dataDir = d }
         if let t = r.threads { c.threads = t }
@@ -257,8 +243,8 @@ extension TrainConfig {
         let both = Set(interpolateAt).intersection(restartAt)
         if let e = both.min() { throw TrainError("epoch \(e) is in both --interpolate-at and --restart-at") }
         do {
-            _ = try MultiLevelSchedule(totalEpochs: epochs, stepsPerEpoch: 1, boundaries: interpolateAt, flag: "--interpolate-at")
-            _ = try MultiLevelSchedule(totalEpochs: epochs, stepsPerEpoch: 1, boundaries: restartAt, flag: "--restart-at")
+            try CyclePlan.checkBoundaries(interpolateAt, epochs: epochs, flag: "--interpolate-at")
+            try CyclePlan.checkBoundaries(restartAt, epochs: epochs, flag: "--restart-at")
         } catch let e as ScheduleError { throw TrainError(e.description) }
     }
 }
