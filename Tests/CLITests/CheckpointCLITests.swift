@@ -6,41 +6,15 @@ import MLResTestSupport
 
 /// Runs the built executables (mlres-train init, mlres-surgery inspect/verify) as a user would.
 @Suite struct CheckpointCLITests {
-    /// The folder holding the built products: next to this test bundle, else .build/debug.
-    static let productsDir: String? = {
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent().path
-        var dirs = [URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().path,
-                    Bundle.main.bundleURL.deletingLastPathComponent().path, Bundle.main.bundlePath,
-                    root + "/.build/debug"]
-        dirs = dirs.filter { !$0.isEmpty }
-        return dirs.first { FileManager.default.isExecutableFile(atPath: $0 + "/mlres-surgery") }
-    }()
-
-    static func tool(_ name: String) throws -> String {
-        let dir = try #require(productsDir, "built executables not found (run `swift build` first)")
-        return dir + "/" + name
-    }
-
     struct Result { var status: Int32; var out: String; var err: String }
 
+    /// Runs a built executable to completion (the shared launcher, MLResTestSupport).
     static func run(_ exe: String, _ args: [String]) throws -> Result {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: try tool(exe))
-        p.arguments = args
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out; p.standardError = err
-        try p.run()
-        let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return Result(status: p.terminationStatus, out: String(decoding: o, as: UTF8.self), err: String(decoding: e, as: UTF8.self))
+        let r = try runTool(exe, args)
+        return Result(status: r.status, out: r.stdout, err: r.stderr)
     }
 
-    static func tempDir() -> String {
-        let d = FileManager.default.temporaryDirectory.appendingPathComponent("mlres-cli-\(UUID().uuidString)").path
-        try! FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
-        return d
-    }
+    static func tempDir() -> String { try! scratchFolder() }
 
     @Test func initInspectVerify() throws {
         let dir = Self.tempDir(); defer { try? FileManager.default.removeItem(atPath: dir) }
@@ -145,12 +119,10 @@ import MLResTestSupport
         let old = try CheckpointIO.read(path: ckpt)
         var killedMidWrite = false
         for _ in 0..<3 where !killedMidWrite {
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: try Self.tool("mlres-train"))
             // ~30 MB of tensors, compressed: the write takes long enough to be interrupted.
-            p.arguments = ["init", "--blocks", "20-20-20", "--widths", "32,64,128", "--compress", "--force", "-o", ckpt]
-            p.standardOutput = FileHandle.nullDevice; p.standardError = FileHandle.nullDevice
-            try p.run()
+            let p = try startTool("mlres-train", ["init", "--blocks", "20-20-20", "--widths", "32,64,128", "--compress",
+                                                  "--force", "-o", ckpt],
+                                  stdout: FileHandle.nullDevice, stderr: FileHandle.nullDevice)
             let deadline = Date().addingTimeInterval(60)
             var tmp: String?
             while p.isRunning && Date() < deadline {

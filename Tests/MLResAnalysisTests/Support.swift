@@ -13,11 +13,7 @@ enum Fix {
     static func fashionTest() throws -> Dataset {
         try DatasetSelection(kind: .fashionMNIST, dataDirectory: root + "/fashion-mnist").load(.test)
     }
-    static func scratch() throws -> String {
-        let d = FileManager.default.temporaryDirectory.appendingPathComponent("mlres-analysis-\(UUID().uuidString)").path
-        try FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
-        return d
-    }
+    static func scratch() throws -> String { try scratchFolder("analysis") }
 }
 
 /// A tiny 1x28x28 network (blocks 2-1-2, widths 4-6-8, so the shortcut pads 1 channel on each

@@ -215,11 +215,7 @@ func offPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async thro
 }
 
 /// A fresh temporary folder, removed by `cleanup`.
-func temporaryFolder(_ tag: String) -> String {
-    let path = NSTemporaryDirectory() + "mlres-server-\(tag)-\(UUID().uuidString.prefix(8))"
-    try! FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    return path
-}
+func temporaryFolder(_ tag: String) -> String { try! scratchFolder("server-\(tag)") }
 
 func cleanup(_ path: String) { try? FileManager.default.removeItem(atPath: path) }
 

@@ -69,9 +69,9 @@ public func runTool(_ tool: String, _ args: [String]) throws -> ToolRun {
                    stderr: (try? String(contentsOfFile: err, encoding: .utf8)) ?? "")
 }
 
-/// A fresh temporary folder.
-public func scratchFolder() throws -> String {
-    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("mlres-test-\(UUID().uuidString)").path
+/// A fresh, empty temporary folder named mlres-`tag`-<UUID>.
+public func scratchFolder(_ tag: String = "test") throws -> String {
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("mlres-\(tag)-\(UUID().uuidString)").path
     try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
     return dir
 }

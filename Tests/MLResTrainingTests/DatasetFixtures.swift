@@ -1,4 +1,5 @@
 import Foundation
+import MLResTestSupport
 @testable import MLResData
 @testable import MLResTraining
 
@@ -38,11 +39,7 @@ enum Fixtures {
     }
 
     /// An empty temporary directory.
-    static func emptyDir() throws -> String {
-        let d = FileManager.default.temporaryDirectory.appendingPathComponent("mlres-empty-\(UUID().uuidString)").path
-        try FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
-        return d
-    }
+    static func emptyDir() throws -> String { try scratchFolder("empty") }
 
     static func readBytes(_ path: String) -> [UInt8] { [UInt8](FileManager.default.contents(atPath: path)!) }
     static func writeBytes(_ path: String, _ bytes: [UInt8]) throws {

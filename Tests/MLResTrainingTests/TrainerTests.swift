@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import MLResHDF5
 import MLResModel
+import MLResTestSupport
 @testable import MLResData
 @testable import MLResTraining
 
@@ -9,11 +10,7 @@ import MLResModel
 // a tiny network (widths 4,8), batch 8 → 3 steps per epoch, one oneDNN thread.
 
 enum TrainerFixture {
-    static func scratch() throws -> String {
-        let d = FileManager.default.temporaryDirectory.appendingPathComponent("mlres-trainer-\(UUID().uuidString)").path
-        try FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
-        return d
-    }
+    static func scratch() throws -> String { try scratchFolder("trainer") }
 
     static func request(out: String, epochs: Int = 4, blocks: String = "1-1", interpolateAt: String? = nil,
                         restartAt: String? = nil) -> TrainRequest {
