@@ -19,6 +19,8 @@ let package = Package(
         // (graceful shutdown) and NIOCore (the bound port) directly.
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.0.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.0.0"),
+        // SHA-256 of checkpoint files and tensors (BoringSSL's, with the CPU's SHA extensions).
+        .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
     ],
     targets: [
         // System libraries (Debian packages): the only C the project touches.
@@ -30,7 +32,9 @@ let package = Package(
         // Pure Swift: the network as data, tensors, checkpoint value, surgery.
         .target(name: "MLResModel"),
         // The only module that calls HDF5: checkpoint format v1 reader/writer.
-        .target(name: "MLResHDF5", dependencies: ["MLResModel", "CHDF5"]),
+        .target(name: "MLResHDF5", dependencies: [
+            "MLResModel", "CHDF5", .product(name: "Crypto", package: "swift-crypto"),
+        ]),
         // The only module that calls oneDNN: forward/backward, SGD.
         .target(name: "MLResEngine", dependencies: ["MLResModel", "CDNNL"]),
         // Datasets: readers (CIFAR, STL-10, IDX), augmentation, standardisation, batch loaders.
@@ -72,19 +76,25 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
-        .testTarget(name: "MLResModelTests", dependencies: ["MLResModel"]),
-        .testTarget(name: "MLResHDF5Tests", dependencies: ["MLResModel", "MLResHDF5"],
+        // What every test target shares: the float64 reference network, the test-network
+        // builder, the closeness check, and the launcher of the built executables.
+        .target(name: "MLResTestSupport", dependencies: ["MLResModel"], path: "Tests/MLResTestSupport"),
+
+        .testTarget(name: "MLResModelTests", dependencies: ["MLResModel", "MLResTestSupport"]),
+        .testTarget(name: "MLResHDF5Tests", dependencies: ["MLResModel", "MLResHDF5", "CHDF5", "MLResTestSupport"],
                     resources: []),
         .testTarget(name: "MLResEngineTests",
-                    dependencies: ["MLResModel", "MLResEngine", "MLResHDF5"]),
+                    dependencies: ["MLResModel", "MLResEngine", "MLResHDF5", "MLResTestSupport"]),
         .testTarget(name: "MLResTrainingTests",
-                    dependencies: ["MLResModel", "MLResData", "MLResTraining", "MLResHDF5", "MLResEngine", "MLResCLI"]),
+                    dependencies: ["MLResModel", "MLResData", "MLResTraining", "MLResHDF5", "MLResEngine",
+                                   "MLResCLI", "MLResTestSupport"]),
         .testTarget(name: "MLResAnalysisTests",
-                    dependencies: ["MLResAnalysis", "MLResModel", "MLResHDF5", "MLResEngine", "MLResData"]),
-        .testTarget(name: "CLITests", dependencies: ["MLResModel", "MLResHDF5"]),
+                    dependencies: ["MLResAnalysis", "MLResModel", "MLResHDF5", "MLResEngine", "MLResData",
+                                   "MLResTestSupport"]),
+        .testTarget(name: "CLITests", dependencies: ["MLResModel", "MLResHDF5", "MLResTestSupport"]),
         .testTarget(name: "MLResServerTests",
                     dependencies: ["MLResServer", "MLResModel", "MLResHDF5", "MLResEngine",
-                                   "MLResData", "MLResAnalysis"],
+                                   "MLResData", "MLResAnalysis", "MLResTestSupport"],
                     exclude: ["Fixtures"]),
     ],
     swiftLanguageModes: [.v5]

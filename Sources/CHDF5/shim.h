@@ -60,4 +60,26 @@ static inline int mlres_superblock_version(hid_t file) {
 static inline herr_t mlres_set_latest_format(hid_t fapl) {
     return H5Pset_libver_bounds(fapl, H5F_LIBVER_LATEST, H5F_LIBVER_LATEST);
 }
+
+/* Lists a group's link names once, in the order they are stored (H5_ITER_NATIVE: no sort),
+   calling `cb(name, is_hard, ctx)` for each; a non-zero return stops the listing. Linear in
+   the member count (asking for the i-th name by index, as H5Lget_name_by_idx does, walks
+   the link table each time). Called from C so that the H5Literate macro picks the version. */
+typedef int (*mlres_link_cb)(const char *name, int is_hard, void *ctx);
+struct mlres_link_ctx { mlres_link_cb cb; void *ctx; };
+static herr_t mlres_link_trampoline(hid_t g, const char *name, const H5L_info_t *info, void *op) {
+    (void)g;
+    struct mlres_link_ctx *c = (struct mlres_link_ctx *)op;
+    return (herr_t)c->cb(name, info->type == H5L_TYPE_HARD ? 1 : 0, c->ctx);
+}
+static inline herr_t mlres_iterate_links(hid_t group, mlres_link_cb cb, void *ctx) {
+    struct mlres_link_ctx c = { cb, ctx };
+    hsize_t idx = 0;
+    return H5Literate(group, H5_INDEX_NAME, H5_ITER_NATIVE, &idx, mlres_link_trampoline, &c);
+}
+
+/* Where a dataset's raw data lives: 0 compact, 1 contiguous, 2 chunked, 3 virtual, <0 error. */
+static inline int mlres_layout(hid_t dcpl) { return (int)H5Pget_layout(dcpl); }
+static inline int mlres_external_count(hid_t dcpl) { return H5Pget_external_count(dcpl); }
+static inline haddr_t mlres_HADDR_UNDEF(void) { return HADDR_UNDEF; }
 #endif

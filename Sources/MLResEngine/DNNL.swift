@@ -42,11 +42,11 @@ public func setEngineThreads(_ n: Int?) -> Int {
     return Int(mlres_omp_get_max_threads())
 }
 
-/// A memory descriptor of f32 data with logical dims (PyTorch order) and a format tag.
-func makeMD(_ dims: [Int], _ tag: dnnl_format_tag_t) throws -> dnnl_memory_desc_t {
+/// A memory descriptor of f32 (or `type`) data with logical dims (PyTorch order) and a format tag.
+func makeMD(_ dims: [Int], _ tag: dnnl_format_tag_t, _ type: dnnl_data_type_t = dnnl_f32) throws -> dnnl_memory_desc_t {
     var md = dnnl_memory_desc_t()
     let d = dims.map(Int64.init)
-    try check(dnnl_memory_desc_init_by_tag(&md, Int32(d.count), d, dnnl_f32, tag),
+    try check(dnnl_memory_desc_init_by_tag(&md, Int32(d.count), d, type, tag),
               "memory_desc_init_by_tag \(dims)")
     return md
 }
@@ -80,10 +80,16 @@ final class Mem {
     let md: dnnl_memory_desc_t
     let handle: dnnl_memory_t
     let buffer: RawBuffer
+    /// The data as f32 (only for f32 memories).
     var floats: UnsafeMutablePointer<Float> { buffer.ptr.assumingMemoryBound(to: Float.self) }
+    /// The data as raw bfloat16 bit patterns (only for bf16 memories).
+    var bf16: UnsafeMutablePointer<UInt16> { buffer.ptr.assumingMemoryBound(to: UInt16.self) }
     /// Bytes the descriptor spans (including any blocking padding).
     let bytes: Int
+    /// f32 elements the descriptor spans (f32 memories).
     var count: Int { bytes / 4 }
+    /// True for bfloat16 data.
+    var isBF16: Bool { md.data_type == dnnl_bf16 }
 
     init(_ md: dnnl_memory_desc_t, buffer: RawBuffer? = nil) throws {
         self.md = md
@@ -99,8 +105,14 @@ final class Mem {
     }
     deinit { dnnl_memory_destroy(handle) }
 
-    convenience init(dims: [Int], tag: dnnl_format_tag_t, buffer: RawBuffer? = nil) throws {
-        try self.init(try makeMD(dims, tag), buffer: buffer)
+    convenience init(dims: [Int], tag: dnnl_format_tag_t, type: dnnl_data_type_t = dnnl_f32,
+                     buffer: RawBuffer? = nil) throws {
+        try self.init(try makeMD(dims, tag, type), buffer: buffer)
+    }
+
+    /// Element `i` (in storage order) as a Float, for f32 or bf16 data.
+    @inline(__always) func value(at i: Int) -> Float {
+        isBF16 ? Float(bf16Bits: bf16[i]) : floats[i]
     }
 
     func zero() { memset(buffer.ptr, 0, bytes) }
@@ -178,4 +190,55 @@ func makeReorder(from src: Mem, to dst: Mem) throws -> BoundPrimitive {
 func reorderOnce(from src: Mem, to dst: Mem) throws {
     try makeReorder(from: src, to: dst).run()
     DNNLContext.shared.wait()
+}
+
+/// The instruction set oneDNN dispatches its JIT kernels for: the CPU's, capped by
+/// `ONEDNN_MAX_CPU_ISA` / `DNNL_MAX_CPU_ISA` (oneDNN's `dnnl_get_effective_cpu_isa`).
+/// oneDNN's ISA values are nested bit sets (each level includes the bits of the ones it extends).
+public struct CPUISA: Sendable, Equatable, CustomStringConvertible {
+    public let rawValue: UInt32
+
+    /// What oneDNN dispatches in this process.
+    public static var effective: CPUISA { CPUISA(rawValue: dnnl_get_effective_cpu_isa().rawValue) }
+
+    public static let avx2 = CPUISA(rawValue: dnnl_cpu_isa_avx2.rawValue)
+    public static let avx512Core = CPUISA(rawValue: dnnl_cpu_isa_avx512_core.rawValue)
+    public static let avx512CoreBF16 = CPUISA(rawValue: dnnl_cpu_isa_avx512_core_bf16.rawValue)
+
+    /// True when every instruction of `other` is available.
+    public func includes(_ other: CPUISA) -> Bool { rawValue & other.rawValue == other.rawValue }
+
+    /// oneDNN's name of the ISA (as `ONEDNN_MAX_CPU_ISA` spells it, lower case).
+    public var description: String {
+        let names: [(dnnl_cpu_isa_t, String)] = [
+            (dnnl_cpu_isa_avx512_core_amx, "avx512_core_amx"), (dnnl_cpu_isa_avx512_core_bf16, "avx512_core_bf16"),
+            (dnnl_cpu_isa_avx512_core_vnni, "avx512_core_vnni"), (dnnl_cpu_isa_avx512_core, "avx512_core"),
+            (dnnl_cpu_isa_avx512_mic_4ops, "avx512_mic_4ops"), (dnnl_cpu_isa_avx512_mic, "avx512_mic"),
+            (dnnl_cpu_isa_avx2_vnni, "avx2_vnni"), (dnnl_cpu_isa_avx2, "avx2"), (dnnl_cpu_isa_avx, "avx"),
+            (dnnl_cpu_isa_sse41, "sse41")]
+        if let n = names.first(where: { $0.0.rawValue == rawValue }) { return n.1 }
+        if let n = names.first(where: { includes(CPUISA(rawValue: $0.0.rawValue)) }) { return n.1 }
+        return rawValue == 0 ? "all" : String(format: "isa 0x%x", rawValue)
+    }
+
+    /// Channels per block of the activation layout oneDNN's JIT convolution and batch-norm
+    /// kernels take for this ISA: 16 (`nChw16c`, AVX-512), 8 (`nChw8c`, AVX2), 0 (none: NHWC).
+    /// oneDNN 2.6 on AVX2 has only reference kernels for `nChw16c`, and on AVX-512 prefers 16.
+    var activationBlock: Int {
+        if includes(.avx512Core) { return 16 }
+        if includes(.avx2) { return 8 }
+        return 0
+    }
+}
+
+extension Float {
+    /// The float a bfloat16 bit pattern stands for (bf16 is the upper half of an f32).
+    @inline(__always) init(bf16Bits b: UInt16) { self = Float(bitPattern: UInt32(b) << 16) }
+
+    /// This float rounded to bfloat16, round-to-nearest-even (oneDNN's conversion; NaN stays NaN).
+    @inline(__always) var bf16Bits: UInt16 {
+        let u = bitPattern
+        if isNaN { return UInt16(u >> 16) | 0x40 }
+        return UInt16((u &+ 0x7FFF &+ ((u >> 16) & 1)) >> 16)
+    }
 }

@@ -84,20 +84,25 @@ final class Conv3x3 {
 
     /// The weight layout the backward-weights kernel prefers (used once, to store parameters in
     /// it so that gradients, weights and momentum share one layout and SGD needs no reorder).
+    /// The layout is that of fp32 weight gradients (fp32 master weights) also when the
+    /// activations are bf16 (`type`): oneDNN's bf16 backward-weights kernels write fp32.
     static func preferredWeightLayout(cin: Int, cout: Int, stride: Int, height: Int, width: Int,
-                                      batch: Int, blocked: Bool) throws -> dnnl_memory_desc_t {
-        let x = try makeMD([batch, cin, height, width], ActLayout.tag(channels: cin, blocked: blocked))
+                                      batch: Int, block: Int, type: dnnl_data_type_t = dnnl_f32) throws -> dnnl_memory_desc_t {
+        let x = try makeMD([batch, cin, height, width], ActLayout.tag(channels: cin, block: block), type)
         let y = try makeMD([batch, cout, (height - 1) / stride + 1, (width - 1) / stride + 1],
-                           ActLayout.tag(channels: cout, blocked: blocked))
-        let w = try makeMD([cout, cin, 3, 3], dnnl_format_tag_any)
+                           ActLayout.tag(channels: cout, block: block), type)
+        let w = try makeMD([cout, cin, 3, 3], dnnl_format_tag_any, type)
         let fpd = try forwardPD(prop: dnnl_forward_training, x: x, w: w, bias: nil, y: y, stride: stride)
         var d = dnnl_convolution_desc_t()
-        var xm = x, wm = w, ym = y
+        var xm = x, wm = try makeMD([cout, cin, 3, 3], dnnl_format_tag_any), ym = y
         try check(dnnl_convolution_backward_weights_desc_init(&d, dnnl_convolution_direct, &xm, &wm, nil, &ym,
                                                               strides(stride), padding, padding),
                   "convolution_backward_weights_desc_init")
         let wpd = try PrimitiveDesc.create(&d, hint: fpd, name: "conv probe")
-        return wpd.isReference ? fpd.md(dnnl_query_weights_md) : wpd.md(dnnl_query_diff_weights_md)
+        if !wpd.isReference { return wpd.md(dnnl_query_diff_weights_md) }
+        var m = fpd.md(dnnl_query_weights_md)
+        m.data_type = dnnl_f32   // same blocking, fp32 elements (strides count elements)
+        return m
     }
 
     /// - Parameters:
@@ -107,7 +112,9 @@ final class Conv3x3 {
     init(weight: Param, stride: Int, x: Mem, y: Mem, training: Bool, dx: Mem?, dy: Mem?,
          scales: Mem? = nil, bias: Mem? = nil, post: ConvPostOp = .none) throws {
         let prop = training ? dnnl_forward_training : dnnl_forward_inference
-        let anyW = try makeMD(weight.shape, dnnl_format_tag_any)
+        // Weights as the forward/backward-data kernels read them: the activations' type (bf16
+        // copies of the fp32 master weights in bf16 precision).
+        let anyW = try makeMD(weight.shape, dnnl_format_tag_any, x.md.data_type)
         var attr: dnnl_primitive_attr_t?
         try check(dnnl_primitive_attr_create(&attr), "primitive_attr_create")
         defer { dnnl_primitive_attr_destroy(attr) }
@@ -158,7 +165,7 @@ final class Conv3x3 {
         if let pd = try? PrimitiveDesc.create(&wd, hint: fpd, name: "conv backward weights"), !pd.isReference {
             wpd = pd
         } else {
-            var anyw = anyW
+            var anyw = try makeMD(weight.shape, dnnl_format_tag_any)   // fp32 gradient
             try check(dnnl_convolution_backward_weights_desc_init(&wd, dnnl_convolution_direct, &xmd, &anyw, nil, &dymd, s, p, p),
                       "convolution_backward_weights_desc_init")
             wpd = try PrimitiveDesc.create(&wd, hint: fpd, name: "conv backward weights")
@@ -296,25 +303,31 @@ final class ScaledSum {
     func run() { prim.run() }
 }
 
-/// Where element (n, c, h, w) of an activation lives: NHWC (`nhwc`), or oneDNN's blocked
-/// `nChw16c` (channels in blocks of 16, innermost) when every width is a multiple of 16.
+/// Where element (n, c, h, w) of an activation lives: NHWC (`nhwc`, block 0), or oneDNN's blocked
+/// `nChw16c` / `nChw8c` (channels in blocks of 16 or 8, innermost; ``CPUISA/activationBlock``)
+/// when every width is a multiple of the block.
 /// Both are separable: index = n·C·H·W + (h·W + w)·spatialStride + channelOffset[c].
 struct ActLayout {
     let channels: Int, height: Int, width: Int
-    let blocked: Bool
+    /// Channels per block (16 or 8), or 0 for NHWC.
+    let block: Int
     let spatialStride: Int
     let channelOffset: [Int]
 
-    init(channels: Int, height: Int, width: Int, blocked: Bool) {
-        self.channels = channels; self.height = height; self.width = width; self.blocked = blocked
-        spatialStride = blocked ? 16 : channels
-        channelOffset = (0..<channels).map { blocked ? ($0 >> 4) * height * width * 16 + ($0 & 15) : $0 }
+    init(channels: Int, height: Int, width: Int, block: Int) {
+        self.channels = channels; self.height = height; self.width = width; self.block = block
+        spatialStride = block > 0 ? block : channels
+        channelOffset = (0..<channels).map { block > 0 ? ($0 / block) * height * width * block + $0 % block : $0 }
     }
 
     /// The oneDNN tag of an activation with `c` channels under this policy (`nchw` for a network
-    /// input whose channel count is not a multiple of 16: the first conv reads it directly).
-    static func tag(channels c: Int, blocked: Bool) -> dnnl_format_tag_t {
-        blocked ? (c % 16 == 0 ? dnnl_nChw16c : dnnl_nchw) : dnnl_nhwc
+    /// input whose channel count is not a multiple of the block: the first conv reads it directly).
+    static func tag(channels c: Int, block: Int) -> dnnl_format_tag_t {
+        switch block {
+        case 16: c % 16 == 0 ? dnnl_nChw16c : dnnl_nchw
+        case 8: c % 8 == 0 ? dnnl_nChw8c : dnnl_nchw
+        default: dnnl_nhwc
+        }
     }
 
     @inline(__always) func index(_ n: Int, _ c: Int, _ h: Int, _ w: Int) -> Int {
@@ -353,15 +366,30 @@ struct ZeroPadShortcut {
         }
     }
 
-    func forward(x: UnsafePointer<Float>, into s: UnsafeMutablePointer<Float>) {
-        s.update(repeating: 0, count: batch * output.count)
-        pairs { s[$1] = x[$0] }
+    /// S = P(x) (f32 or bf16 data; a copy, so exact in both).
+    func forward(x: Mem, into s: Mem) {
+        if x.isBF16 {
+            let xs = x.bf16, ss = s.bf16
+            ss.update(repeating: 0, count: batch * output.count)
+            pairs { ss[$1] = xs[$0] }
+        } else {
+            let xs = x.floats, ss = s.floats
+            ss.update(repeating: 0, count: batch * output.count)
+            pairs { ss[$1] = xs[$0] }
+        }
     }
 
     /// dx += Pᵀ(dS): adds the shortcut's share of the output gradient to the input gradient
-    /// (which already holds the gradient through the residual branch).
-    func backwardAccumulate(dS: UnsafePointer<Float>, into dx: UnsafeMutablePointer<Float>) {
-        pairs { dx[$0] += dS[$1] }
+    /// (which already holds the gradient through the residual branch). In bf16 the sum is
+    /// formed in f32 and rounded once to bf16, as oneDNN's binary add does.
+    func backwardAccumulate(dS: Mem, into dx: Mem) {
+        if dx.isBF16 {
+            let d = dx.bf16, g = dS.bf16
+            pairs { d[$0] = (Float(bf16Bits: d[$0]) + Float(bf16Bits: g[$1])).bf16Bits }
+        } else {
+            let d = dx.floats, g = dS.floats
+            pairs { d[$0] += g[$1] }
+        }
     }
 }
 

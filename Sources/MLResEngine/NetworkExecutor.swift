@@ -36,6 +36,8 @@ public final class NetworkExecutor {
     /// SGD momentum μ (default 0.9) and weight decay (default 2e-4).
     public var momentum: Double = 0.9
     public var weightDecay: Double = 2e-4
+    /// The number format of convolution and batch-norm data (``Precision``).
+    public let precision: Precision
 
     let stem: Param
     let blockParams: [BlockParams]
@@ -43,8 +45,12 @@ public final class NetworkExecutor {
     let fcWeight: Param
     let fcBias: Param
     let geometry: [BlockGeometry]
-    /// Activations in oneDNN's blocked nChw16c layout (every width a multiple of 16), else NHWC.
-    let blocked: Bool
+    /// Channels per block of the activations' blocked layout (`nChw16c` on AVX-512, `nChw8c`
+    /// on AVX2: what oneDNN's JIT kernels of the dispatched ISA take), or 0 for NHWC (a width
+    /// not a multiple of the block, no blocked kernels, or `MLRES_ENGINE_LAYOUT=nhwc`).
+    let block: Int
+    /// True when activations use a blocked layout.
+    var blocked: Bool { block > 0 }
     /// Every trainable tensor, in ``Network/trainablePaths`` order.
     let params: [Param]
     private struct PlanKey: Hashable { let batch: Int; let mode: PlanMode }
@@ -56,8 +62,13 @@ public final class NetworkExecutor {
     ///   - network: the network to run; its parameters are copied in.
     ///   - batchSize: the training batch size (eval accepts any batch size).
     ///   - threads: oneDNN (OpenMP) threads; nil keeps the default, all cores.
-    public init(network: Network, batchSize: Int, threads: Int? = nil) throws {
+    ///   - precision: fp32 (default) or bf16 compute; parameters stay fp32 either way.
+    /// - Throws: ``UnsupportedPrecision`` when this CPU has no native kernels for `precision`;
+    ///   ``EngineError`` naming the tensor whose shape does not chain.
+    public init(network: Network, batchSize: Int, threads: Int? = nil, precision: Precision = .fp32) throws {
+        try precision.checkSupported()
         guard batchSize > 0 else { throw EngineError("batch size must be positive (got \(batchSize))") }
+        self.precision = precision
         if let msg = network.architectureValue.validationError() { throw EngineError("network: \(msg)") }
         setEngineThreads(threads)
         self.network = network
@@ -69,9 +80,10 @@ public final class NetworkExecutor {
             throw EngineError("model/stem/conv/weight: shape \(Tensor.describe(network.stem.shape)) is not [W0,\(c0),3,3]")
         }
         // MLRES_ENGINE_LAYOUT=nhwc forces NHWC (for performance comparisons).
-        let isBlocked = w0 % 16 == 0 && network.stages.allSatisfy { $0.blocks.allSatisfy { $0.outChannels % 16 == 0 } }
-            && ProcessInfo.processInfo.environment["MLRES_ENGINE_LAYOUT"] != "nhwc"
-        blocked = isBlocked
+        let b = CPUISA.effective.activationBlock
+        let blk = b > 0 && w0 % b == 0 && network.stages.allSatisfy { $0.blocks.allSatisfy { $0.outChannels % b == 0 } }
+            && ProcessInfo.processInfo.environment["MLRES_ENGINE_LAYOUT"] != "nhwc" ? b : 0
+        block = blk
         var layoutCache: [[Int]: dnnl_memory_desc_t] = [:]
         func convParam(_ path: String, _ t: Tensor, cin: Int, cout: Int, stride: Int, h: Int, w: Int) throws -> Param {
             guard t.shape == [cout, cin, 3, 3] else {
@@ -79,7 +91,8 @@ public final class NetworkExecutor {
             }
             let key = [cin, cout, stride, h, w]
             let md = try layoutCache[key] ?? Conv3x3.preferredWeightLayout(
-                cin: cin, cout: cout, stride: stride, height: h, width: w, batch: batchSize, blocked: isBlocked)
+                cin: cin, cout: cout, stride: stride, height: h, width: w, batch: batchSize, block: blk,
+                type: precision.dataType)
             layoutCache[key] = md
             let p = try Param(path: path, shape: t.shape, md: md)
             try p.load(t)
@@ -143,6 +156,7 @@ public final class NetworkExecutor {
     }
 
     private func runHead(_ plan: Plan) {
+        plan.headInReorder?.run()
         plan.head.forward()
         DNNLContext.shared.wait()
         plan.pooled.withUnsafeMutableBufferPointer { pooled in
@@ -172,10 +186,10 @@ public final class NetworkExecutor {
             if let observe {
                 DNNLContext.shared.wait()
                 let g = bp.geo
-                let x = nchw(bp.x.floats, n: count, ActLayout(channels: g.cin, height: g.inH, width: g.inW, blocked: blocked))
+                let x = nchw(bp.x, n: count, ActLayout(channels: g.cin, height: g.inH, width: g.inW, block: block))
                 bp.forward(skip: skip)
                 DNNLContext.shared.wait()
-                let f = nchw(bp.f!.floats, n: count, ActLayout(channels: g.cout, height: g.outH, width: g.outW, blocked: blocked))
+                let f = nchw(bp.f!, n: count, ActLayout(channels: g.cout, height: g.outH, width: g.outW, block: block))
                 observe(BlockActivation(id: g.id, input: x, residual: f))
             } else {
                 bp.forward(skip: skip)
@@ -218,6 +232,7 @@ public final class NetworkExecutor {
             }
         }
         plan.head.backward()
+        plan.dTopReorder?.run()
         for bp in plan.blocks.reversed() { bp.backward() }
         plan.stem.backward()
         DNNLContext.shared.wait()
@@ -323,12 +338,12 @@ public final class NetworkExecutor {
     }
 }
 
-/// An activation (NHWC or blocked) copied out as an NCHW tensor.
-func nchw(_ src: UnsafePointer<Float>, n: Int, _ l: ActLayout) -> Tensor {
+/// An activation (NHWC or blocked, f32 or bf16) copied out as an f32 NCHW tensor.
+func nchw(_ src: Mem, n: Int, _ l: ActLayout) -> Tensor {
     var out = [Float](repeating: 0, count: n * l.count)
     var k = 0
     for i in 0..<n { for c in 0..<l.channels { for h in 0..<l.height { for w in 0..<l.width {
-        out[k] = src[l.index(i, c, h, w)]; k += 1
+        out[k] = src.value(at: l.index(i, c, h, w)); k += 1
     } } } }
     return Tensor(shape: [n, l.channels, l.height, l.width], data: out)
 }

@@ -16,19 +16,22 @@ struct BlockGeometry {
 /// activation size reused by every block.
 final class Storage {
     let batch: Int
-    let blocked: Bool
+    let block: Int
+    /// The activations' data type (f32, or bf16 in bf16 precision).
+    let type: dnnl_data_type_t
     private(set) var shared: [RawBuffer] = []
     let maxBytes: Int
-    init(batch: Int, maxFloats: Int, sharedCount: Int, blocked: Bool) {
-        self.batch = batch; self.blocked = blocked
+    init(batch: Int, maxFloats: Int, sharedCount: Int, block: Int, type: dnnl_data_type_t) {
+        self.batch = batch; self.block = block; self.type = type
         maxBytes = maxFloats * 4
         shared = (0..<sharedCount).map { _ in RawBuffer(bytes: maxFloats * 4) }
     }
-    func unique(_ c: Int, _ h: Int, _ w: Int) throws -> Mem {
-        try Mem(dims: [batch, c, h, w], tag: ActLayout.tag(channels: c, blocked: blocked))
+    func unique(_ c: Int, _ h: Int, _ w: Int, type t: dnnl_data_type_t? = nil) throws -> Mem {
+        try Mem(dims: [batch, c, h, w], tag: ActLayout.tag(channels: c, block: block), type: t ?? type)
     }
-    func view(_ i: Int, _ c: Int, _ h: Int, _ w: Int) throws -> Mem {
-        try Mem(dims: [batch, c, h, w], tag: ActLayout.tag(channels: c, blocked: blocked), buffer: shared[i])
+    /// A view of shared buffer `i` (sized for the largest activation in f32).
+    func view(_ i: Int, _ c: Int, _ h: Int, _ w: Int, type t: dnnl_data_type_t? = nil) throws -> Mem {
+        try Mem(dims: [batch, c, h, w], tag: ActLayout.tag(channels: c, block: block), type: t ?? type, buffer: shared[i])
     }
 }
 
@@ -72,13 +75,12 @@ final class BlockPlan {
         self.geo = g; self.params = params; self.mode = mode
         self.x = x; self.y = y; self.dy = dy; self.dx = dx
         let n = st.batch
-        let training = mode == .train
         hScale = try Mem(dims: [1], tag: dnnl_a)
         hScale.floats[0] = g.h
         shortcut = g.changesShape
             ? ZeroPadShortcut(batch: n, stride: g.stride,
-                              input: ActLayout(channels: g.cin, height: g.inH, width: g.inW, blocked: st.blocked),
-                              output: ActLayout(channels: g.cout, height: g.outH, width: g.outW, blocked: st.blocked))
+                              input: ActLayout(channels: g.cin, height: g.inH, width: g.inW, block: st.block),
+                              output: ActLayout(channels: g.cout, height: g.outH, width: g.outW, block: st.block))
             : nil
         switch mode {
         case .train:
@@ -148,7 +150,7 @@ final class BlockPlan {
         bn1.forward(); conv1.forward(); bn2?.forward()
         if let shortcut {
             DNNLContext.shared.wait()
-            shortcut.forward(x: x.floats, into: y.floats)
+            shortcut.forward(x: x, into: y)
         }
         if mode == .analyze {
             conv2.forward()
@@ -172,7 +174,7 @@ final class BlockPlan {
             backAdd.run()
         } else if let shortcut, let dy, let dx {
             DNNLContext.shared.wait()
-            shortcut.backwardAccumulate(dS: dy.floats, into: dx.floats)
+            shortcut.backwardAccumulate(dS: dy, into: dx)
         }
         DNNLContext.shared.wait()
         params.conv2.scaleGrad(geo.h)
@@ -183,18 +185,23 @@ final class BlockPlan {
 final class Plan {
     let batch: Int
     let mode: PlanMode
-    let input: Mem            // user NCHW
-    let x0: Mem               // stem input, NHWC
+    let input: Mem            // user NCHW, f32
+    let x0: Mem               // stem input (the stem's layout and the activations' type)
     let inputReorder: BoundPrimitive?
     let stem: Conv3x3
     let blocks: [BlockPlan]
+    /// The head (BN+ReLU, pool, fc) runs in f32: Y_L converted to f32 (bf16 precision), and
+    /// the gradient dL/dY_L converted back.
+    let headIn: Mem
+    let headInReorder: BoundPrimitive?
+    let dTopReorder: BoundPrimitive?
     let head: BatchNormReLU
     let headOut: Mem
     let pool: GlobalAvgPool
     let fc: FullyConnected
     var pooled: [Float], logits: [Float], dLogits: [Float], dPooled: [Float]
     let dHead: Mem?           // dL/d relu(bn(Y_L)) (train)
-    let dTop: Mem?            // dL/dY_L (train)
+    let dTop: Mem?            // dL/dY_L in f32 (train)
     let epsilon: Float
     /// The executor's parameter version the prepared weights reflect.
     var preparedVersion = -1
@@ -207,11 +214,9 @@ final class Plan {
         let wStem = e.network.stem.shape[0]
         var maxFloats = n * wStem * h0 * w0
         for g in geos { maxFloats = max(maxFloats, n * g.cin * g.inH * g.inW, n * g.cout * g.outH * g.outW) }
-        let st = Storage(batch: n, maxFloats: maxFloats, sharedCount: training ? 4 : 5, blocked: e.blocked)
+        let type = e.precision.dataType
+        let st = Storage(batch: n, maxFloats: maxFloats, sharedCount: training ? 4 : 5, block: e.block, type: type)
         input = try Mem(dims: [n, c0, h0, w0], tag: dnnl_nchw)
-        let x0tag = ActLayout.tag(channels: c0, blocked: e.blocked)
-        x0 = x0tag == dnnl_nchw ? input : try Mem(dims: [n, c0, h0, w0], tag: x0tag)
-        inputReorder = x0 === input ? nil : try makeReorder(from: input, to: x0)
         // Activations Y_0 … Y_L: own buffers in train mode; in eval two alternating buffers
         // (infer mode switches buffer only at shape-changing blocks: identity blocks work in place).
         // Gradients dY_k alternate between shared buffers 2 and 3 (dY_L in 2).
@@ -234,6 +239,18 @@ final class Plan {
             }
             dys.append(training ? try st.view(2 + (L - k) % 2, c, hh, ww) : nil)
         }
+        if type == dnnl_f32 {
+            let x0tag = ActLayout.tag(channels: c0, block: e.block)
+            x0 = x0tag == dnnl_nchw ? input : try Mem(dims: [n, c0, h0, w0], tag: x0tag)
+        } else {
+            // bf16: the layout oneDNN's bf16 stem kernel wants for a 3-channel input.
+            let probe = try Conv3x3.forwardPD(
+                prop: training ? dnnl_forward_training : dnnl_forward_inference,
+                x: try makeMD([n, c0, h0, w0], dnnl_format_tag_any, type),
+                w: try makeMD(e.stem.shape, dnnl_format_tag_any, type), bias: nil, y: ys[0].md, stride: 1)
+            x0 = try Mem(probe.md(dnnl_query_src_md))
+        }
+        inputReorder = x0 === input ? nil : try makeReorder(from: input, to: x0)
         stem = try Conv3x3(weight: e.stem, stride: 1, x: x0, y: ys[0], training: training, dx: nil, dy: dys[0])
         let eps = Float(e.network.bnEpsilon), mom = Float(e.network.bnMomentum)
         epsilon = eps
@@ -246,12 +263,25 @@ final class Plan {
         let cL: Int = geos.last?.cout ?? wStem
         let hL: Int = geos.last?.outH ?? h0
         let wL: Int = geos.last?.outW ?? w0
-        headOut = try st.view(0, cL, hL, wL)
-        dHead = training ? try st.view(1, cL, hL, wL) : nil
-        dTop = dys[L]
-        head = try BatchNormReLU(state: e.headBN, x: ys[L], y: headOut, training: training, epsilon: eps,
+        headOut = try st.view(0, cL, hL, wL, type: dnnl_f32)
+        dHead = training ? try st.view(1, cL, hL, wL, type: dnnl_f32) : nil
+        if type == dnnl_f32 {
+            headIn = ys[L]; headInReorder = nil
+            dTop = dys[L]; dTopReorder = nil
+        } else {
+            headIn = try st.unique(cL, hL, wL, type: dnnl_f32)
+            headInReorder = try makeReorder(from: ys[L], to: headIn)
+            if training, let dyL = dys[L] {
+                let d = try st.unique(cL, hL, wL, type: dnnl_f32)
+                dTop = d
+                dTopReorder = try makeReorder(from: d, to: dyL)
+            } else {
+                dTop = nil; dTopReorder = nil
+            }
+        }
+        head = try BatchNormReLU(state: e.headBN, x: headIn, y: headOut, training: training, epsilon: eps,
                                  momentum: mom, dx: dTop, dy: dHead)
-        pool = GlobalAvgPool(batch: n, layout: ActLayout(channels: cL, height: hL, width: wL, blocked: e.blocked))
+        pool = GlobalAvgPool(batch: n, layout: ActLayout(channels: cL, height: hL, width: wL, block: e.block))
         let k = e.network.numClasses
         fc = FullyConnected(batch: n, inputs: cL, outputs: k)
         pooled = [Float](repeating: 0, count: n * cL)

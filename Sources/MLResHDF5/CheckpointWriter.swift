@@ -75,10 +75,11 @@ struct CheckpointWriter {
     private func writeAll(_ c: Checkpoint) throws {
         let root = H5Object.group(try H5.check(H5Gopen2(file, "/", mlres_H5P_DEFAULT()), "cannot open /"))
         let ra = AttributeWriter(obj: root.id, label: "/")
-        try ra.string("format", CheckpointSchema.format)
         try ra.int("format_version", CheckpointSchema.formatVersion)
-        try ra.string("created_by", c.createdBy ?? MLRes.tool)
-        try ra.string("created_at", c.createdAt ?? LineageEvent.now())
+        try ra.int(CheckpointSchema.minorVersionAttribute, CheckpointSchema.formatMinorVersion)
+        try ra.strings([("format", [CheckpointSchema.format], true),
+                        ("created_by", [c.createdBy ?? MLRes.tool], true),
+                        ("created_at", [c.createdAt ?? LineageEvent.now()], true)])
 
         try writeModel(c.network)
         if let opt = c.optimizer { try writeOptimizer(opt, c.network) }
@@ -89,8 +90,6 @@ struct CheckpointWriter {
     private func writeModel(_ net: Network) throws {
         let model = try group("/model")!
         let a = AttributeWriter(obj: model.id, label: "/model")
-        try a.string("architecture", Network.architecture)
-        try a.string("shortcut", Network.shortcut)
         try a.ints("input_shape", net.inputShape)
         try a.int("num_classes", net.numClasses)
         try a.ints("stage_widths", net.stageWidths)
@@ -99,7 +98,11 @@ struct CheckpointWriter {
         try a.double("bn_momentum", net.bnMomentum)
         try a.floats("input_mean", net.inputMean)
         try a.floats("input_std", net.inputStd)
-        if let names = net.classNames { try a.strings("class_names", names) }
+        var strings: [(name: String, values: [String], scalar: Bool)] = [
+            ("architecture", [Network.architecture], true), ("shortcut", [Network.shortcut], true),
+            ("shortcut_padding", [CheckpointSchema.shortcutPadding], true)]
+        if let names = net.classNames { strings.append(("class_names", names, false)) }
+        try a.strings(strings)
 
         // Block groups first (with their attributes), then every tensor in canonical order.
         for (s, stage) in net.stages.enumerated() {
@@ -111,7 +114,7 @@ struct CheckpointWriter {
                 try ba.int("stride", block.stride)
                 try ba.int("in_channels", block.inChannels)
                 try ba.int("out_channels", block.outChannels)
-                try ba.string("origin", block.origin)
+                try ba.strings([("origin", [block.origin], true)])
             }
         }
         for nt in net.namedTensors { try tensor("/" + nt.path, nt.tensor) }
@@ -120,7 +123,7 @@ struct CheckpointWriter {
     private func writeOptimizer(_ opt: OptimizerState, _ net: Network) throws {
         let g = try group("/optimizer")!
         let a = AttributeWriter(obj: g.id, label: "/optimizer")
-        try a.string("kind", opt.kind)
+        try a.strings([("kind", [opt.kind], true)])
         try a.double("momentum", opt.momentum)
         try a.double("weight_decay", opt.weightDecay)
         try a.int("nesterov", opt.nesterov ? 1 : 0)
@@ -142,7 +145,7 @@ struct CheckpointWriter {
         try a.int("step_in_cycle", tr.stepInCycle)
         try a.int("cycle_steps", tr.cycleSteps)
         try a.uint64s("rng_state", tr.rngState)
-        try a.string("config", tr.config)
+        try a.strings([("config", [tr.config], true)])
         try group("/training/history")
         for name in tr.history.keys.sorted() {
             let values = tr.history[name]!
@@ -153,12 +156,12 @@ struct CheckpointWriter {
                 let v = values.map { Int64($0) }
                 try v.withUnsafeBytes {
                     try dataset1D("/training/history/\(name)", count: v.count, fileType: mlres_H5T_STD_I64LE(),
-                                  memType: mlres_H5T_NATIVE_INT64(), elementSize: 8, $0.baseAddress)
+                                  memType: mlres_H5T_NATIVE_INT64(), dtype: "int64", $0)
                 }
             } else {
                 try values.withUnsafeBytes {
                     try dataset1D("/training/history/\(name)", count: values.count, fileType: mlres_H5T_IEEE_F64LE(),
-                                  memType: mlres_H5T_NATIVE_DOUBLE(), elementSize: 8, $0.baseAddress)
+                                  memType: mlres_H5T_NATIVE_DOUBLE(), dtype: "float64", $0)
                 }
             }
         }
@@ -205,21 +208,25 @@ struct CheckpointWriter {
             }
             try H5.check(status: st, "cannot write \(path)")
         }
+        try AttributeWriter(obj: d.id, label: path)
+            .fixedString(ContentDigest.tensorAttribute, ContentDigest.tensor(path: path, t.data, shape: t.shape))
     }
 
     /// A 1-D numeric dataset (history columns), chunked with Fletcher32 like the tensors.
-    private func dataset1D(_ path: String, count: Int, fileType: hid_t, memType: hid_t, elementSize: Int,
-                           _ buf: UnsafeRawPointer?) throws {
+    private func dataset1D(_ path: String, count: Int, fileType: hid_t, memType: hid_t, dtype: String,
+                           _ values: UnsafeRawBufferPointer) throws {
         let dcpl = try datasetCreationList(chunk: [hsize_t(min(max(count, 1), 65536))], label: path, compress: false)
         var dims = [hsize_t(count)], maxDims = [mlres_H5S_UNLIMITED()]   // extensible: may be empty
         let space = H5Object.space(try H5.check(H5Screate_simple(1, &dims, &maxDims), "cannot write \(path)"))
         let d = H5Object.dataset(try H5.check(
             H5Dcreate2(file, path, fileType, space.id, lcpl.id, dcpl.id, mlres_H5P_DEFAULT()),
             "cannot write \(path)"))
-        if count > 0, let buf {
+        if count > 0, let buf = values.baseAddress {
             try H5.check(status: H5Dwrite(d.id, memType, mlres_H5S_ALL(), mlres_H5S_ALL(), mlres_H5P_DEFAULT(), buf),
                          "cannot write \(path)")
         }
+        try AttributeWriter(obj: d.id, label: path)
+            .fixedString(ContentDigest.tensorAttribute, ContentDigest.tensor(path: path, dtype: dtype, shape: [count], bytes: values))
     }
 
     /// A 1-D dataset of variable-length UTF-8 strings (possibly empty).
@@ -232,6 +239,8 @@ struct CheckpointWriter {
         let d = H5Object.dataset(try H5.check(
             H5Dcreate2(file, path, t.id, space.id, lcpl.id, mlres_H5P_DEFAULT(), mlres_H5P_DEFAULT()),
             "cannot write \(path)"))
+        try AttributeWriter(obj: d.id, label: path).fixedString(ContentDigest.stringsAttribute, {
+            var digest = ContentDigest.Strings(); digest.add("lineage", values); return digest.hex }())
         guard !values.isEmpty else { return }
         let ptrs: [UnsafeMutablePointer<CChar>?] = values.map { strdup($0) }
         defer { for p in ptrs { free(p) } }

@@ -77,28 +77,19 @@ enum GlobalHeapCheck {
         return nil
     }
 
-    /// Checks the file at `path` (memory-mapped); returns the problem or the valid heaps.
-    static func scan(atPath path: String) -> (problem: String?, heaps: Heaps) {
-        guard let data = try? Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped) else {
-            return ("cannot be read", [:])
-        }
-        var heaps: Heaps = [:]
-        let p = data.withUnsafeBytes { problem(in: $0, heaps: &heaps) }
-        return (p, heaps)
-    }
-
     /// Checks stored variable-length string references (4-byte length, 8-byte collection
     /// address, 4-byte object index, little-endian) against the scanned heaps: each must name
     /// an existing object whose size equals the stored length — else HDF5 would copy the
-    /// object into a buffer of the stored length.
-    static func referenceProblem(_ refs: [UInt8], count: Int, heaps: Heaps) -> (index: Int, message: String)? {
+    /// object into a buffer of the stored length. Collection addresses are relative to the
+    /// file's base address (the user block size), `heaps` is keyed by file offset.
+    static func referenceProblem(_ refs: [UInt8], count: Int, heaps: Heaps, baseAddress: Int) -> (index: Int, message: String)? {
         for i in 0..<count {
             let r = 16 * i
             let len = refs[r..<(r + 4)].reversed().reduce(0) { $0 << 8 | UInt64($1) }
             let addr = refs[(r + 4)..<(r + 12)].reversed().reduce(0) { $0 << 8 | UInt64($1) }
             let idx = refs[(r + 12)..<(r + 16)].reversed().reduce(0) { $0 << 8 | UInt64($1) }
             if addr == 0 && len == 0 { continue }          // an empty string has no heap object
-            guard addr < UInt64(Int.max), let heap = heaps[Int(addr)] else {
+            guard addr < UInt64(Int.max / 2), let heap = heaps[Int(addr) + baseAddress] else {
                 return (i, "refers to a global heap at byte \(addr) that does not exist")
             }
             guard idx < 65536, let size = heap[Int(idx)] else { return (i, "refers to a missing heap object \(idx)") }

@@ -292,6 +292,29 @@ struct AttributeWriter {
         }
     }
 
+    /// An ASCII string of fixed length, stored inside the object header itself (which the
+    /// newest layout checksums), unlike variable-length strings (global heap, no checksum).
+    func fixedString(_ name: String, _ value: String) throws {
+        let bytes = Array(value.utf8)
+        let t = H5Object.type(try H5.check(H5Tcopy(mlres_H5T_C_S1()), "cannot write \(label): attribute \(name)"))
+        try H5.check(status: H5Tset_size(t.id, max(bytes.count, 1)), "cannot write \(label): attribute \(name)")
+        try H5.check(status: H5Tset_strpad(t.id, H5T_STR_NULLPAD), "cannot write \(label): attribute \(name)")
+        try bytes.withUnsafeBytes {
+            try writeAttribute(on: obj, label: label, name: name, fileType: t.id, memType: t.id, count: nil, $0.baseAddress)
+        }
+    }
+
+    /// Strings written as variable-length attributes, and their digest (format 1.1) in the
+    /// same object header.
+    func strings(_ list: [(name: String, values: [String], scalar: Bool)]) throws {
+        var digest = ContentDigest.Strings()
+        for (name, values, scalar) in list {
+            try strings(name, values, scalar: scalar)
+            digest.add(name, values)
+        }
+        try fixedString(ContentDigest.stringsAttribute, digest.hex)
+    }
+
     func int(_ name: String, _ value: Int) throws {
         var v = Int64(value)
         try writeAttribute(on: obj, label: label, name: name, fileType: mlres_H5T_STD_I64LE(),

@@ -34,16 +34,14 @@ public enum AnalysisEvaluation {
         }
         let lesion = try request.lesion.map(LesionSpec.init(json:))
         let path = request.checkpointPath
-        let shaBefore = try SHA256Digest.hex(fileAt: path)
-        guard shaBefore == request.sha256 else {
-            throw AnalysisError("\(path) changed since model '\(request.model)' was loaded (sha256 \(shaBefore), loaded \(request.sha256)); reload the model and resubmit")
-        }
-        let checkpoint: Checkpoint
-        do { checkpoint = try CheckpointIO.read(path: path) }
+        // One read: the digest belongs to the bytes evaluated.
+        let loaded: LoadedCheckpoint
+        do { loaded = try CheckpointIO.load(path: path) }
         catch let e as CheckpointError { throw AnalysisError(e.description) }
-        guard try SHA256Digest.hex(fileAt: path) == shaBefore else {
-            throw AnalysisError("\(path) changed while it was read; resubmit")
+        guard loaded.sha256 == request.sha256 else {
+            throw AnalysisError("\(path) changed since model '\(request.model)' was loaded (sha256 \(loaded.sha256), loaded \(request.sha256)); reload the model and resubmit")
         }
+        let checkpoint = loaded.checkpoint
         let directory = (request.dataDir as NSString).appendingPathComponent(kind.rawValue)
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDir), isDir.boolValue else {
@@ -59,12 +57,12 @@ public enum AnalysisEvaluation {
             let (intact, rows) = try LesionStudy.run(checkpoint, evaluator: scorer, mode: lesion.mode,
                                                      seeds: lesion.seeds, ks: lesion.ks, name: path)
             text = try analysisJSON(LesionReport(
-                checkpoint: path, sha256: shaBefore, dataset: kind.rawValue, images: dataset.count,
+                checkpoint: path, sha256: loaded.sha256, dataset: kind.rawValue, images: dataset.count,
                 mode: lesion.mode, blocks: checkpoint.network.blocksDescription, intactError: intact.error,
                 intactLoss: intact.meanLoss, rows: rows))
         } else {
             let ev = try scorer.evaluate(checkpoint.network, name: path)
-            let report = ScoreReport(checkpoint: path, sha256: shaBefore, checkpoint, ev)
+            let report = ScoreReport(checkpoint: path, sha256: loaded.sha256, checkpoint, ev)
             text = try analysisJSON(ScoreDocument(
                 dataset: kind.rawValue, dataDir: directory, images: dataset.count, classNames: dataset.classNames,
                 batch: batchSize, threads: threads, results: [report]))

@@ -23,9 +23,12 @@ public struct LoadedModel: Sendable {
     public var backend: any InferenceBackend
     /// Short name of the backend kind, reported in metadata (e.g. "reference", "onednn").
     public var backendName: String
+    /// SHA-256 of the exact bytes the network was read from, when the loader read a file
+    /// (``CheckpointIO/load(path:)``); nil lets the repository hash the file itself.
+    public var sha256: String?
 
-    public init(network: Network, backend: any InferenceBackend, backendName: String) {
-        self.network = network; self.backend = backend; self.backendName = backendName
+    public init(network: Network, backend: any InferenceBackend, backendName: String, sha256: String? = nil) {
+        self.network = network; self.backend = backend; self.backendName = backendName; self.sha256 = sha256
     }
 }
 

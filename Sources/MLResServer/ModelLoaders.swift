@@ -11,9 +11,10 @@ public enum ModelLoaders {
         makeBackend: @escaping @Sendable (Network, LoaderOptions) throws -> any InferenceBackend
     ) -> ModelLoader {
         return { path, options in
-            let checkpoint = try CheckpointIO.read(path: path)
-            let backend = try makeBackend(checkpoint.network, options)
-            return LoadedModel(network: checkpoint.network, backend: backend, backendName: backendName)
+            let loaded = try CheckpointIO.load(path: path)     // digest of the bytes parsed
+            let backend = try makeBackend(loaded.checkpoint.network, options)
+            return LoadedModel(network: loaded.checkpoint.network, backend: backend, backendName: backendName,
+                               sha256: loaded.sha256)
         }
     }
 

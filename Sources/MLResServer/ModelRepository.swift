@@ -1,4 +1,5 @@
 import Foundation
+import MLResHDF5
 import MLResModel
 
 /// Why a repository request failed; each maps to one HTTP status.
@@ -250,8 +251,8 @@ public final class ModelRepository: @unchecked Sendable {
             let loaded: LoadedModel
             let sha: String
             do {
-                sha = try SHA256Digest.hex(fileAt: path)
                 loaded = try loader(path, loaderOptions)
+                sha = try loaded.sha256 ?? FileDigest.sha256(fileAt: path)
             } catch {
                 return fail(.loadFailed(name, message: "\(error)"), stamp: before)
             }

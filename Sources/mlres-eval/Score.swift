@@ -79,8 +79,8 @@ func loadCheckpoint(_ path: String) throws -> (Checkpoint, sha256: String) {
     guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else { throw cliFailure("\(path): no such file") }
     if isDir.boolValue { throw cliFailure("\(path): is a directory, not a checkpoint file") }
     do {
-        let c = try CheckpointIO.read(path: path)
-        return (c, try SHA256Digest.hex(fileAt: path))
+        let loaded = try CheckpointIO.load(path: path)      // the digest of the bytes scored
+        return (loaded.checkpoint, loaded.sha256)
     } catch let e as CheckpointError {
         throw cliFailure(e.description)
     } catch {

@@ -4,9 +4,10 @@ import Foundation
 import MLResHDF5
 import MLResModel
 
-/// Prints `error: <file>: <message>` on stderr and fails with exit code 2 (unreadable checkpoint).
+/// Prints `error: <file>: <message>` on stderr and fails with exit code 2 (an unreadable
+/// checkpoint, docs/surgery.md).
 func failWithCheckpointError(_ e: CheckpointError) -> ExitCode {
-    cliFailure("\(e)")
+    surgeryFailure(e.file, e.message)
 }
 
 /// `mlres-surgery inspect CKPT [--json]`: what a checkpoint holds, after full validation.
@@ -20,15 +21,8 @@ struct Inspect: ParsableCommand {
     var json = false
 
     func run() throws {
-        let ckpt: Checkpoint
-        do { ckpt = try CheckpointIO.read(path: checkpoint) } catch let e as CheckpointError {
-            throw failWithCheckpointError(e)
-        }
-        let sha: String
-        do { sha = try SHA256Digest.hex(fileAt: checkpoint) } catch {
-            throw failWithCheckpointError(CheckpointError(file: checkpoint, message: "cannot read: \(error)"))
-        }
-        let summary = CheckpointSummary(ckpt, file: checkpoint, sha256: sha)
+        let loaded = try readCheckpoint(checkpoint)
+        let summary = CheckpointSummary(loaded, file: checkpoint)
         print(json ? summary.json.jsonText : summary.text)
     }
 }
@@ -37,11 +31,22 @@ struct Inspect: ParsableCommand {
 struct CheckpointSummary {
     let ckpt: Checkpoint
     let file: String
+    /// SHA-256 of the bytes that were read.
     let sha256: String
+    /// Format 1.1 content digests present and matched; false: "unprotected" (1.0, h5py).
+    let contentProtected: Bool
+    let metadataChecksummed: Bool
     var net: Network { ckpt.network }
 
-    init(_ ckpt: Checkpoint, file: String, sha256: String) {
-        self.ckpt = ckpt; self.file = file; self.sha256 = sha256
+    init(_ loaded: LoadedCheckpoint, file: String) {
+        ckpt = loaded.checkpoint; self.file = file; sha256 = loaded.sha256
+        contentProtected = loaded.contentProtected; metadataChecksummed = loaded.metadataChecksummed
+    }
+
+    /// One word for the integrity of the file's contents.
+    var integrity: String {
+        contentProtected ? "protected (format 1.1: every tensor and string has its SHA-256)"
+                         : "unprotected (format 1.0 or another writer: no content digests; rewrite it with any mlres tool to add them)"
     }
 
     /// Cumulative time t = Σh along each stage, block by block.
@@ -60,6 +65,7 @@ struct CheckpointSummary {
         func nums(_ a: [[Double]]) -> JSONValue { .array(a.map { .array($0.map { .double($0) }) }) }
         var o: [String: JSONValue] = [
             "file": .string(file), "sha256": .string(sha256), "format_version": .int(1),
+            "content_protected": .bool(contentProtected), "metadata_checksummed": .bool(metadataChecksummed),
             "created_by": .string(ckpt.createdBy ?? ""), "created_at": .string(ckpt.createdAt ?? ""),
             "architecture": .string(Network.architecture), "shortcut": .string(Network.shortcut),
             "input_shape": ints(net.inputShape), "num_classes": .int(net.numClasses),
@@ -100,6 +106,7 @@ struct CheckpointSummary {
         var lines: [String] = []
         lines.append("checkpoint  \(file)")
         lines.append("sha256      \(sha256)")
+        lines.append("integrity   \(integrity)")
         lines.append("created     \(ckpt.createdAt ?? "?") by \(ckpt.createdBy ?? "?")")
         lines.append("network     \(Network.architecture), \(Network.shortcut) shortcut, blocks \(net.blocksDescription), " +
                      "widths \(net.stageWidths.map(String.init).joined(separator: ",")), " +

@@ -33,15 +33,16 @@ func surgeryFailure(_ file: String, _ message: String) -> ExitCode {
     cliFailure("\(file): \(message)")
 }
 
-/// Reads a checkpoint, turning every failure into `error: <file>: <message>` and exit 2.
-func readCheckpoint(_ path: String) throws -> Checkpoint {
+/// Reads a checkpoint (and the SHA-256 of the very bytes read), turning every failure into
+/// `error: <file>: <message>` and exit 2.
+func readCheckpoint(_ path: String) throws -> LoadedCheckpoint {
     var isDir: ObjCBool = false
     guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
         throw surgeryFailure(path, "no such file")
     }
     if isDir.boolValue { throw surgeryFailure(path, "is a directory, not a checkpoint file") }
     do {
-        return try CheckpointIO.read(path: path)
+        return try CheckpointIO.load(path: path)
     } catch let e as CheckpointError {
         throw surgeryFailure(e.file, e.message)
     } catch {
@@ -96,11 +97,9 @@ func runSurgery<P: SurgeryPlan>(input: String, options: SurgeryOutputOptions,
                                 defaultOutput: (_ base: String, _ result: Checkpoint) -> String,
                                 operation: (Checkpoint, String) throws -> (Checkpoint, P)) throws {
     if let out = options.output { try checkOutput(out, input: input, options: options) }
-    // The input's digest (for the lineage) is computed while the checkpoint is being read.
-    let digest = digestInBackground(input)
-    let checkpoint = try readCheckpoint(input)
-    let sha: String
-    do { sha = try digest() } catch { throw surgeryFailure(input, "cannot read: \(error)") }
+    // The input's digest (for the lineage) is the one of the bytes that were parsed.
+    let loaded = try readCheckpoint(input)
+    let checkpoint = loaded.checkpoint, sha = loaded.sha256
 
     let result: Checkpoint, plan: P
     do {
@@ -127,20 +126,6 @@ func runSurgery<P: SurgeryPlan>(input: String, options: SurgeryOutputOptions,
     } else {
         print(plan.text)
         print(options.dryRun ? "dry run: would write \(out) (nothing written)" : "wrote \(out)")
-    }
-}
-
-/// Starts hashing the file at `path` on another thread; the returned function waits for it.
-func digestInBackground(_ path: String) -> () throws -> String {
-    final class Box: @unchecked Sendable { var result: Result<String, Error>? }
-    let box = Box()
-    let group = DispatchGroup()
-    DispatchQueue.global().async(group: group) {
-        box.result = Result { try SHA256Digest.hex(fileAt: path) }
-    }
-    return {
-        group.wait()
-        return try box.result!.get()
     }
 }
 

@@ -3,8 +3,9 @@ import Foundation
 import MLResHDF5
 import MLResModel
 
-/// `mlres-surgery verify CKPT`: full validation, every tensor read (Fletcher32 checked on every
-/// chunk), every value finite, BN variances >= 0. Exit 0, or `error: <file>: <problem>`.
+/// `mlres-surgery verify CKPT`: full validation (``CheckpointIO/verify(path:)``): storage
+/// allow-list, every chunk written and with every filter applied, Fletcher32 on every tensor,
+/// every format 1.1 digest, every value meaningful. Exit 0, or `error: <file>: <problem>` and 2.
 struct Verify: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Check a checkpoint completely: schema, checksums, finite values.")
@@ -18,8 +19,11 @@ struct Verify: ParsableCommand {
             throw failWithCheckpointError(e)
         }
         let net = report.checkpoint.network
-        print("ok: \(checkpoint): format v1, blocks \(net.blocksDescription), \(net.parameterCount) parameters, " +
-              "\(report.tensorCount) tensors (\(report.tensorBytes) bytes) read with checksums verified, all finite")
+        let digests = report.contentProtected ? ", \(report.digestsChecked) SHA-256 digests matched"
+                                              : "; unprotected: no content digests (format 1.0 or another writer)"
+        print("ok: \(checkpoint): format \(report.contentProtected ? "v1.1" : "v1"), blocks \(net.blocksDescription), "
+              + "\(net.parameterCount) parameters, \(report.tensorCount) tensors (\(report.tensorBytes) bytes) read with "
+              + "checksums verified, all finite\(digests)")
         if !report.metadataChecksummed {
             FileHandle.standardError.write(Data(("note: \(checkpoint): written in HDF5's oldest layout (h5py's default), whose " +
                 "metadata has no checksums; rewrite it with mlres tools to protect its structure too\n").utf8))

@@ -1,4 +1,5 @@
 import ArgumentParser
+import MLResCLI
 import Foundation
 import MLResEngine
 import MLResModel
@@ -28,6 +29,8 @@ struct Bench: ParsableCommand {
     var threads: Int?
     @Option(help: "train (forward, backward, SGD) or infer (eval-mode forward).")
     var mode: BenchMode = .train
+    @Option(help: "fp32 or bf16 (bf16 needs the AVX512_BF16 instructions; refused otherwise, exit 2).")
+    var precision: Precision = .fp32
     @Flag(help: "Print one JSON object.")
     var json = false
 
@@ -37,7 +40,12 @@ struct Bench: ParsableCommand {
         guard steps > 0, warmup >= 0 else { throw ValidationError("--steps must be positive and --warmup non-negative") }
         if let threads, threads < 1 { throw ValidationError("--threads must be positive (got \(threads))") }
         let net = Network.initialized(arch, seed: 1)
-        let exec = try NetworkExecutor(network: net, batchSize: batch, threads: threads)
+        let exec: NetworkExecutor
+        do {
+            exec = try NetworkExecutor(network: net, batchSize: batch, threads: threads, precision: precision)
+        } catch let e as UnsupportedPrecision {
+            throw cliFailure("bench: \(e)")
+        }
         var rng = SplitMix64(seed: 2)
         let input = (0..<(batch * arch.inputShape.reduce(1, *))).map { _ in Float(rng.nextNormal()) }
         let labels = (0..<batch).map { _ in Int(rng.next() % UInt64(classes)) }
@@ -62,9 +70,9 @@ struct Bench: ParsableCommand {
         func f(_ x: Double, _ d: Int) -> String { String(format: "%.\(d)f", x) }
         if json {
             print("{\"images_per_s\": \(f(ips, 1)), \"peak_rss_mb\": \(f(rss, 1)), \"median_step_s\": \(f(median, 6)), "
-                + "\"threads\": \(t), \"mode\": \"\(mode.rawValue)\", \"blocks\": \"\(blocks)\", \"widths\": \"\(widths)\", \"batch\": \(batch)}")
+                + "\"threads\": \(t), \"precision\": \"\(precision)\", \"isa\": \"\(CPUISA.effective)\", \"mode\": \"\(mode.rawValue)\", \"blocks\": \"\(blocks)\", \"widths\": \"\(widths)\", \"batch\": \(batch)}")
         } else {
-            print("\(mode.rawValue) \(blocks) widths \(widths) batch \(batch), \(t) threads: \(f(ips, 1)) images/s "
+            print("\(mode.rawValue) \(precision) \(blocks) widths \(widths) batch \(batch), \(t) threads (\(CPUISA.effective)): \(f(ips, 1)) images/s "
                 + "(median of \(steps) steps, \(f(median * 1000, 2)) ms), peak RSS \(f(rss, 0)) MB")
         }
     }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import MLResCLI
+import MLResEngine
 import MLResModel
 
 /// The architecture named by the `--blocks`, `--widths`, `--input-shape` and `--classes` flags,
@@ -12,3 +13,5 @@ func architecture(blocks: String, widths: String, inputShape: String, classes: I
     if let e = arch.validationError() { throw ValidationError(e) }
     return arch
 }
+
+extension Precision: ExpressibleByArgument {}

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import MLResHDF5
 import MLResModel
+import MLResTestSupport
 
 /// Runs the built executables (mlres-train init, mlres-surgery inspect/verify) as a user would.
 @Suite struct CheckpointCLITests {
@@ -58,7 +59,7 @@ import MLResModel
         #expect(obj["h"] as? [[Double]] == [[1, 1], [1, 1], [1, 1]])
         #expect(obj["t"] as? [[Double]] == [[1, 2], [1, 2], [1, 2]])
         #expect(obj["tensors"] as? Int == 1 + 6 * 10 + 6)
-        #expect(obj["sha256"] as? String == (try SHA256Digest.hex(fileAt: ckpt)))
+        #expect(obj["sha256"] as? String == (try FileDigest.sha256(fileAt: ckpt)))
         #expect(obj["optimizer"] as? Bool == false && obj["training"] as? Bool == false)
         let lineage = try #require(obj["lineage"] as? [[String: Any]])
         #expect(lineage.count == 1 && lineage[0]["op"] as? String == "init")
@@ -69,7 +70,7 @@ import MLResModel
         #expect(text.status == 0)
         #expect(text.out.contains("parameters 172506"))
         #expect(text.out.contains("block 1.0  h 1  t 1  stride 2  16->32  origin init"))
-        #expect(text.out.contains(try SHA256Digest.hex(fileAt: ckpt)))
+        #expect(text.out.contains(try FileDigest.sha256(fileAt: ckpt)))
 
         let v = try Self.run("mlres-surgery", ["verify", ckpt])
         #expect(v.status == 0, "\(v.err)")
@@ -89,11 +90,11 @@ import MLResModel
         #expect(a.network.namedTensors.map { $0.tensor.data.map(\.bitPattern) } == b.network.namedTensors.map { $0.tensor.data.map(\.bitPattern) })
         #expect(a.network != c.network)
         // An existing output is refused without --force, and left as it was.
-        let before = try SHA256Digest.hex(fileAt: dir + "/a.h5")
+        let before = try FileDigest.sha256(fileAt: dir + "/a.h5")
         let r = try Self.run("mlres-train", ["init"] + small + ["--seed", "6", "-o", dir + "/a.h5"])
         #expect(r.status == 2)   // a refused operation
         #expect(r.err == "error: \(dir)/a.h5: already exists (pass --force to replace it)\n")
-        #expect(try SHA256Digest.hex(fileAt: dir + "/a.h5") == before)
+        #expect(try FileDigest.sha256(fileAt: dir + "/a.h5") == before)
         let f = try Self.run("mlres-train", ["init"] + small + ["--seed", "6", "--force", "--compress", "-o", dir + "/a.h5"])
         #expect(f.status == 0, "\(f.err)")
         #expect(try CheckpointIO.read(path: dir + "/a.h5").network == c.network)
@@ -140,7 +141,7 @@ import MLResModel
         let ckpt = dir + "/ckpt.h5"
         #expect(try Self.run("mlres-train", ["init", "--blocks", "1-1", "--widths", "4,8", "--classes", "3",
                                              "--input-shape", "1,8,8", "-o", ckpt]).status == 0)
-        let before = try SHA256Digest.hex(fileAt: ckpt)
+        let before = try FileDigest.sha256(fileAt: ckpt)
         let old = try CheckpointIO.read(path: ckpt)
         var killedMidWrite = false
         for _ in 0..<3 where !killedMidWrite {
@@ -172,10 +173,10 @@ import MLResModel
                 #expect(try Self.run("mlres-train", ["init", "--blocks", "1-1", "--widths", "4,8", "--classes", "3",
                                                      "--input-shape", "1,8,8", "--force", "-o", ckpt]).status == 0)
             }
-            #expect(try SHA256Digest.hex(fileAt: ckpt) == before || !killedMidWrite)
+            #expect(try FileDigest.sha256(fileAt: ckpt) == before || !killedMidWrite)
         }
         try #require(killedMidWrite, "could not catch the writer in the middle of writing")
-        #expect(try SHA256Digest.hex(fileAt: ckpt) == before)
+        #expect(try FileDigest.sha256(fileAt: ckpt) == before)
         let after = try CheckpointIO.read(path: ckpt)
         #expect(after.network == old.network)
         #expect(try FileManager.default.contentsOfDirectory(atPath: dir) == ["ckpt.h5"])

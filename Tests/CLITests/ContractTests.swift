@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import MLResHDF5
 import MLResModel
+import MLResTestSupport
 
 // Families of faults over the three tools (issue 11 item 8, issue 12 kinds 1 and 4): every
 // command that reads a checkpoint refuses an unreadable one the same way (exit 2, one

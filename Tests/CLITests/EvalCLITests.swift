@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import MLResHDF5
 import MLResModel
+import MLResTestSupport
 
 // End-to-end tests of the built `mlres-eval` (with `mlres-surgery` for the lesion
 // equivalence) on the committed Fashion-MNIST fixture (12 test images, 1x28x28).
@@ -12,22 +13,8 @@ private func eval(_ args: String...) throws -> ToolRun { try runTool("mlres-eval
 
 /// A 1x28x28 checkpoint, blocks 3-1-2, widths 4-6-8, step sizes `hs`, random BN statistics.
 private func writeNet(_ path: String, hs: [[Double]] = [[0.5, 0.8, 0.6], [1.0], [0.7, 0.3]], seed: UInt64 = 3) throws {
-    var net = Network.initialized(Architecture(blocks: hs.map(\.count), widths: [4, 6, 8], inputShape: [1, 28, 28]), seed: seed)
-    var rng = SplitMix64(seed: seed &+ 77)
-    func bn(_ b: inout BatchNorm) {
-        for i in 0..<b.channels {
-            b.weight.data[i] = Float(rng.nextUniform(0.5, 1.5)); b.bias.data[i] = Float(rng.nextUniform(-0.2, 0.2))
-            b.runningMean.data[i] = Float(rng.nextUniform(-0.3, 0.3)); b.runningVar.data[i] = Float(rng.nextUniform(0.5, 2))
-        }
-    }
-    for s in net.stages.indices {
-        for b in net.stages[s].blocks.indices {
-            net.stages[s].blocks[b].h = hs[s][b]
-            bn(&net.stages[s].blocks[b].bn1); bn(&net.stages[s].blocks[b].bn2)
-        }
-    }
-    bn(&net.headBN)
-    net.inputMean = [0.3]; net.inputStd = [0.35]
+    let net = networkWithBNStatistics(Architecture(blocks: hs.map(\.count), widths: [4, 6, 8], inputShape: [1, 28, 28]),
+                                      seed: seed, hs: hs, inputMean: [0.3], inputStd: [0.35])
     try CheckpointIO.write(Checkpoint(network: net, lineage: [LineageEvent(op: "init"), LineageEvent(op: "train"),
                                                               LineageEvent(op: "train")]), to: path)
 }
@@ -76,7 +63,7 @@ func cliScoreJSON() throws {
                                   "correct", "error", "mean_loss", "per_class_accuracy", "confusion",
                                   "images_per_s", "seconds"])
         #expect(res["checkpoint"] as? String == path)
-        #expect(res["sha256"] as? String == (try SHA256Digest.hex(fileAt: path)))
+        #expect(res["sha256"] as? String == (try FileDigest.sha256(fileAt: path)))
         #expect(res["blocks"] as? String == "3-1-2")
         let correct = res["correct"] as? Int ?? -1, err = res["error"] as? Double ?? -1
         #expect(abs(err - (1 - Double(correct) / 12)) < 1e-12)
@@ -127,7 +114,7 @@ func cliSaveLogits() throws {
     let out2 = dir + "/logits12.npy"
     #expect(try eval("score", a, "--dataset", "fashion-mnist", "--data-dir", fashion, "--save-logits", out2, "--batch", "12").status == 0)
     let again = try #require(readNPY(out2))
-    #expect(zip(again.values, npy.values).allSatisfy { abs($0 - $1) <= 1e-5 * max(1, abs($1)) })
+    expectClose(again.values, npy.values, tolerance: 1e-5)
 }
 
 @Test("CLI eval: norms --json schema; h = 0 blocks report ‖F‖ > 0 and ‖G‖ = 0; γ is the mean ‖G‖")
@@ -268,7 +255,7 @@ func cliLesionStudyAndPlots() throws {
     p.arguments = [packageRoot.appendingPathComponent("scripts/lesion-study.sh").path, a, "fashion-mnist", study,
                    "--data-dir", fashion]
     var env = ProcessInfo.processInfo.environment
-    env["MLRES_EVAL"] = productsDirectory().appendingPathComponent("mlres-eval").path
+    env["MLRES_EVAL"] = builtExecutable("mlres-eval").path
     env["SEEDS"] = "2"; env["KS"] = "1,2"
     p.environment = env
     p.standardOutput = FileHandle.nullDevice

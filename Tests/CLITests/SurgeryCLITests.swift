@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import MLResHDF5
 import MLResModel
+import MLResTestSupport
 
 // End-to-end tests of the built `mlres-surgery` (and `mlres-train init`) executables on real
 // checkpoint files. They need the HDF5 reader/writer and the built products (`swift build`
@@ -38,14 +39,14 @@ func cliInterpolateFromInit() throws {
     let initRun = try runTool("mlres-train", ["init", "--blocks", "2-2-2", "--widths", "16,32,64", "--classes", "10",
                                           "--input-shape", "3,32,32", "--seed", "0", "-o", ckpt])
     #expect(initRun.status == 0, "\(initRun.stderr)")
-    let sha0 = try SHA256Digest.hex(fileAt: ckpt)
+    let sha0 = try FileDigest.sha256(fileAt: ckpt)
 
     let r1 = try surgery("interpolate", ckpt)
     #expect(r1.status == 0, "\(r1.stderr)")
     #expect(r1.stdout.contains("1→1'") && r1.stdout.contains("Appendix B"))
     let out1 = dir + "/ckpt.4-4-4.h5"
     let c1 = try CheckpointIO.read(path: out1)
-    #expect(try SHA256Digest.hex(fileAt: ckpt) == sha0)   // input never modified
+    #expect(try FileDigest.sha256(fileAt: ckpt) == sha0)   // input never modified
     let (expected, _) = try Surgery.interpolate(try CheckpointIO.read(path: ckpt))
     #expect(c1.network == expected.network)
     #expect(c1.network.stepSizes.allSatisfy { $0 == [0.5, 0.5, 0.5, 0.5] })
@@ -56,7 +57,7 @@ func cliInterpolateFromInit() throws {
     let c2 = try CheckpointIO.read(path: dir + "/ckpt.8-8-8.h5")
     #expect(c2.network.parameterCount == 755_802)
     #expect(c2.lineage.map(\.op).suffix(2) == ["interpolate", "interpolate"])
-    #expect(c2.lineage.last?.parentSHA256 == (try SHA256Digest.hex(fileAt: out1)))
+    #expect(c2.lineage.last?.parentSHA256 == (try FileDigest.sha256(fileAt: out1)))
 }
 
 @Test("CLI: existing OUT needs --force; --dry-run and --json write nothing; OUT = input refused")
@@ -76,18 +77,18 @@ func cliOutputRules() throws {
 
     let out = dir + "/b.h5"
     #expect(try surgery("set-h", a, "--h", "0.5", "-o", out).status == 0)
-    let shaB = try SHA256Digest.hex(fileAt: out)
+    let shaB = try FileDigest.sha256(fileAt: out)
     let again = try surgery("set-h", a, "--h", "0.25", "-o", out)
     #expect(again.status == 2)
     #expect(again.stderr.hasPrefix("error: \(out): ") && again.stderr.contains("--force"))
-    #expect(try SHA256Digest.hex(fileAt: out) == shaB)
+    #expect(try FileDigest.sha256(fileAt: out) == shaB)
     #expect(try surgery("set-h", a, "--h", "0.25", "-o", out, "--force").status == 0)
     #expect(try CheckpointIO.read(path: out).network.stepSizes.allSatisfy { $0.allSatisfy { $0 == 0.25 } })
 
-    let shaA = try SHA256Digest.hex(fileAt: a)
+    let shaA = try FileDigest.sha256(fileAt: a)
     let same = try surgery("set-h", a, "--h", "2", "-o", a, "--force")
     #expect(same.status == 2 && same.stderr.contains("input"))
-    #expect(try SHA256Digest.hex(fileAt: a) == shaA)
+    #expect(try FileDigest.sha256(fileAt: a) == shaA)
 }
 
 @Test("CLI: every refused operation exits non-zero with error: <file>: … and leaves no file")

@@ -5,10 +5,11 @@ import MLResEngine
 import MLResHDF5
 import MLResModel
 import MLResData
+import MLResTestSupport
 
 /// Error, loss, confusion and logits of a float64 forward pass.
-private func reference(_ net: Network, _ ds: Dataset) -> (logits: D, correct: Int, loss: Double, confusion: [[Int]]) {
-    let (z, _) = Ref64.forward(net, Ref64.input(ds, mean: net.inputMean, std: net.inputStd))
+private func reference(_ net: Network, _ ds: Dataset) -> (logits: Array64, correct: Int, loss: Double, confusion: [[Int]]) {
+    let z = Ref.forward(net, referenceInput(net, ds))
     let k = net.numClasses
     var correct = 0, loss = 0.0
     var conf = [[Int]](repeating: [Int](repeating: 0, count: k), count: k)
@@ -32,8 +33,7 @@ private func reference(_ net: Network, _ ds: Dataset) -> (logits: D, correct: In
         let ref = reference(net, ds)
         let z = try #require(ev.logits)
         #expect(z.count == 12 * 10)
-        let worst = zip(z, ref.logits.v).map { abs(Double($0) - $1) / max(abs($1), 1e-2) }.max()!
-        #expect(worst < 1e-4, "logits differ from the float64 reference by \(worst) (relative)")
+        expectClose(z, ref.logits.v, tolerance: 1e-4, floor: 1e-2, "logits vs the float64 reference")
         #expect(ev.count == 12)
         #expect(ev.correct == ref.correct)
         #expect(ev.confusion == ref.confusion)
@@ -58,8 +58,7 @@ private func reference(_ net: Network, _ ds: Dataset) -> (logits: D, correct: In
             let ref = reference(net, ds)
             #expect(ev.correct == ref.correct)
             #expect(relClose(ev.meanLoss, ref.loss))
-            let worst = zip(ev.logits!, ref.logits.v).map { abs(Double($0) - $1) / max(abs($1), 1e-2) }.max()!
-            #expect(worst < 1e-4)
+            expectClose(try #require(ev.logits), ref.logits.v, tolerance: 1e-4, floor: 1e-2)
         }
         // The permutation really changes the function computed.
         let a = try evaluator.evaluate(base.network, keepLogits: true).logits!
@@ -111,12 +110,12 @@ private func reference(_ net: Network, _ ds: Dataset) -> (logits: D, correct: In
         let net = tinyNet(seed: 21, hs: hs)
         let evaluator = try Evaluator(dataset: ds, batchSize: 5, threads: 1)
         let (rows, gamma, ev) = try ResidualNorms.measure(net, evaluator: evaluator)
-        let (_, blocks) = Ref64.forward(net, Ref64.input(ds, mean: net.inputMean, std: net.inputStd))
+        let blocks = Ref.trace(net, referenceInput(net, ds)).blocks
         let flat = hs.flatMap { $0 }
         #expect(rows.count == 5)
         var t = 0.0
         for (j, r) in rows.enumerated() {
-            let yRef = Ref64.meanNorm(blocks[j].y), fRef = Ref64.meanNorm(blocks[j].f)
+            let yRef = meanNorm(blocks[j].y), fRef = meanNorm(blocks[j].f)
             #expect(r.index == j && r.h == flat[j])
             #expect(r.t == t, "t of block \(r.block)")
             t += flat[j]

@@ -3,23 +3,14 @@
 import Foundation
 import Testing
 import MLResModel
+import MLResTestSupport
 @testable import MLResEngine
 
 /// A small network (widths multiple of 16: the engine's blocked-layout path) with BN statistics
 /// and affine parameters that are not the identity, so F is a generic function.
 private func dsNetwork(h: Double, seed: UInt64 = 5) -> Network {
-    var net = Network.initialized(Architecture(blocks: [3, 3], widths: [16, 32], inputShape: [3, 8, 8],
-                                               numClasses: 4), seed: seed, h: h)
-    var rng = SplitMix64(seed: seed &+ 77)
-    for nt in net.namedTensors where nt.path.contains("/bn") {
-        var t = nt.tensor
-        for i in t.data.indices {
-            t.data[i] = nt.path.hasSuffix("running_var") ? Float(rng.nextUniform(0.5, 1.5))
-                : nt.path.hasSuffix("weight") ? Float(rng.nextUniform(0.5, 1.5)) : Float(rng.nextUniform(-0.3, 0.3))
-        }
-        net.setTensor(at: nt.path, t)
-    }
-    return net
+    networkWithBNStatistics(Architecture(blocks: [3, 3], widths: [16, 32], inputShape: [3, 8, 8], numClasses: 4),
+                            seed: seed, h: h)
 }
 
 private func input(count: Int, seed: UInt64 = 9) -> [Float] {

@@ -3,12 +3,13 @@
 import Foundation
 import Testing
 import MLResModel
+import MLResTestSupport
 @testable import MLResEngine
 
 private let batch = 4
 private let labels = [0, 2, 1, 2]
 private func input() -> [Float] { randomInput(count: batch * 2 * 6 * 6, seed: 42) }
-private func inputA() -> A { A([batch, 2, 6, 6], input().map(Double.init)) }
+private func inputA() -> Array64 { Array64([batch, 2, 6, 6], input().map(Double.init)) }
 
 @Test func engineGradientsMatchFloat64Reference() throws {
     let net = tinyNetwork()
@@ -136,9 +137,9 @@ private func inputA() -> A { A([batch, 2, 6, 6], input().map(Double.init)) }
     // Y_{j+1} = P(Y_j) + h·F(Y_j): the next block's input is the sum of what this one reports.
     for j in 0..<(seen.count - 1) {
         let blk = net.block(seen[j].id)!
-        let x = A(seen[j].input)
+        let x = Array64(seen[j].input)
         let p = blk.changesShape ? Ref.shortcut(x, cout: blk.outChannels, stride: blk.stride) : x
-        #expect(relError(seen[j + 1].input, p + A(seen[j].residual)) < 1e-6)
+        #expect(relError(seen[j + 1].input, p + Array64(seen[j].residual)) < 1e-6)
     }
     #expect(relError(z.map(Double.init), Ref.evalLogits(net, inputA()).v) < 1e-5)
     // Lesion of block 1.1 = the network with h = 0 there.
@@ -150,29 +151,53 @@ private func inputA() -> A { A([batch, 2, 6, 6], input().map(Double.init)) }
 }
 
 @Test func blockedLayoutMatchesReference() throws {
-    // Widths that are multiples of 16 run in oneDNN's blocked nChw16c layout (the tiny network
-    // above runs in NHWC): the 16 → 32 shortcut puts its input at channel 8, inside a block.
-    var net = Network.initialized(Architecture(blocks: [1, 2], widths: [16, 32], inputShape: [3, 4, 4], numClasses: 3),
-                                  seed: 5, h: 0.5)
+    // Widths that are multiples of 16 run in oneDNN's blocked layout of the dispatched ISA
+    // (nChw16c on AVX-512, nChw8c on AVX2; the tiny network above runs in NHWC): the 16 → 32
+    // shortcut puts its input at channel 8, inside a 16-block or at the start of an 8-block.
+    var net = networkWithBNStatistics(Architecture(blocks: [1, 2], widths: [16, 32], inputShape: [3, 4, 4], numClasses: 3),
+                                      seed: 5, h: 0.5)
     net.stages[1].blocks[1].h = 0.75
-    var rng = SplitMix64(seed: 6)
-    for p in net.namedTensors.map(\.path) where p.contains("bn") {
-        var t = net.tensor(at: p)!
-        let (lo, hi) = p.hasSuffix("running_mean") || p.hasSuffix("bias") ? (-0.3, 0.3) : (0.5, 1.5)
-        for i in t.data.indices { t.data[i] = Float(rng.nextUniform(lo, hi)) }
-        net.setTensor(at: p, t)
-    }
     let n = 2, labels = [2, 0]
     let x = randomInput(count: n * 3 * 4 * 4, seed: 8)
-    let xa = A([n, 3, 4, 4], x.map(Double.init))
+    let xa = Array64([n, 3, 4, 4], x.map(Double.init))
     let ex = try NetworkExecutor(network: net, batchSize: n, threads: 1)
-    #expect(ex.blocked)
+    #expect(ex.blocked && ex.block == CPUISA.effective.activationBlock)
     var seen: [BlockActivation] = []
     let z = try ex.forward(x, count: n) { seen.append($0) }
     #expect(relError(z.map(Double.init), Ref.evalLogits(net, xa).v) < 1e-5)
     #expect(relError(try ex.forward(x, count: n).map(Double.init), Ref.evalLogits(net, xa).v) < 1e-5)
-    let s = Ref.shortcut(A(seen[1].input), cout: 32, stride: 2)
-    #expect(relError(seen[2].input, s + A(seen[1].residual)) < 1e-6)
+    let s = Ref.shortcut(Array64(seen[1].input), cout: 32, stride: 2)
+    #expect(relError(seen[2].input, s + Array64(seen[1].residual)) < 1e-6)
+    let (loss, _) = try ex.computeGradients(input: x, labels: labels)
+    let ref = Ref.trainForwardBackward(net, xa, labels)
+    #expect(abs(loss - ref.loss) < 1e-5 * ref.loss)
+    for path in net.trainablePaths {
+        let e = relError(try ex.gradient(at: path), ref.grads[path]!)
+        #expect(e < 2e-4, "\(path): relative error \(e)")
+    }
+}
+
+@Test func blockSizeFollowsTheDispatchedISA() throws {
+    // oneDNN 2.6 has JIT convolution and batch-norm kernels for nChw16c only on AVX-512 and for
+    // nChw8c on AVX2 (nChw16c there gets reference kernels, which the engine refuses): the block
+    // is the ISA's. Widths 8 → 16 (shortcut offset 4, inside an 8-block) are blocked on AVX2 and
+    // NHWC on AVX-512; both must match the reference.
+    let isa = CPUISA.effective
+    #expect(isa.activationBlock == (isa.includes(.avx512Core) ? 16 : isa.includes(.avx2) ? 8 : 0))
+    let net = Network.initialized(Architecture(blocks: [1, 2], widths: [8, 16], inputShape: [3, 4, 4], numClasses: 3),
+                                  seed: 11, h: 0.5)
+    let n = 2, labels = [1, 2]
+    let x = randomInput(count: n * 3 * 4 * 4, seed: 12)
+    let xa = Array64([n, 3, 4, 4], x.map(Double.init))
+    let ex = try NetworkExecutor(network: net, batchSize: n, threads: 1)
+    #expect(ex.block == (isa.activationBlock == 8 ? 8 : 0))
+    var seen: [BlockActivation] = []
+    let z = try ex.forward(x, count: n) { seen.append($0) }
+    #expect(relError(z.map(Double.init), Ref.evalLogits(net, xa).v) < 1e-5)
+    #expect(relError(try ex.forward(x, count: n).map(Double.init), Ref.evalLogits(net, xa).v) < 1e-5)
+    #expect(seen.count == 3)
+    let s = Ref.shortcut(Array64(seen[1].input), cout: 16, stride: 2)
+    #expect(relError(seen[2].input, s + Array64(seen[1].residual)) < 1e-6)
     let (loss, _) = try ex.computeGradients(input: x, labels: labels)
     let ref = Ref.trainForwardBackward(net, xa, labels)
     #expect(abs(loss - ref.loss) < 1e-5 * ref.loss)

@@ -3,9 +3,10 @@
 import Foundation
 import Testing
 import MLResModel
+import MLResTestSupport
 
 /// Central difference of `f` along every coordinate of `x` (or the first `limit`).
-private func numericGrad(_ x: A, limit: Int = .max, _ f: (A) -> Double) -> [Double] {
+private func numericGrad(_ x: Array64, limit: Int = .max, _ f: (Array64) -> Double) -> [Double] {
     let eps = 1e-6
     var g: [Double] = []
     for i in 0..<min(x.v.count, limit) {
@@ -34,10 +35,10 @@ private func numericGrad(_ x: A, limit: Int = .max, _ f: (A) -> Double) -> [Doub
     let r = randomA(t.shape, seed: 5)
     let dt = Ref.reluBackward(t, r)
     let (dx, dg, db) = Ref.bnBackward(dt, cache, g)
-    func loss(_ x: A, _ g: [Double], _ b: [Double]) -> Double { dot(Ref.relu(Ref.bnTrain(x, g, b, eps: 1e-5).0), r) }
+    func loss(_ x: Array64, _ g: [Double], _ b: [Double]) -> Double { dot(Ref.relu(Ref.bnTrain(x, g, b, eps: 1e-5).0), r) }
     #expect(relError(dx.v, numericGrad(x) { loss($0, g, b) }) < 1e-6)
-    #expect(relError(dg, numericGrad(A([2], g)) { loss(x, $0.v, b) }) < 1e-6)
-    #expect(relError(db, numericGrad(A([2], b)) { loss(x, g, $0.v) }) < 1e-6)
+    #expect(relError(dg, numericGrad(Array64([2], g)) { loss(x, $0.v, b) }) < 1e-6)
+    #expect(relError(db, numericGrad(Array64([2], b)) { loss(x, g, $0.v) }) < 1e-6)
     // Batch statistics: biased variance.
     let m0 = (0..<3).flatMap { n in (0..<9).map { x.v[n * 18 + $0] } }
     let mean = m0.reduce(0, +) / 27

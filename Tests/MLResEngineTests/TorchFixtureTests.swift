@@ -3,6 +3,7 @@
 import Foundation
 import Testing
 import MLResModel
+import MLResTestSupport
 import MLResHDF5
 @testable import MLResEngine
 

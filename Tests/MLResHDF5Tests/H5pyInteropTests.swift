@@ -9,7 +9,7 @@ let repoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().delet
 
 /// SHA-256 of a tensor's float32 little-endian bytes (what the Python side hashes).
 func tensorSHA(_ t: Tensor) -> String {
-    t.data.withUnsafeBytes { SHA256Digest.hex(Data($0)) }
+    t.data.withUnsafeBytes { FileDigest.sha256(Data($0)) }
 }
 
 /// A Python interpreter with numpy + h5py: $MLRES_PYTHON, the peers venv, python3, or a venv

@@ -133,8 +133,9 @@ import MLResModel
         try CheckpointIO.write(sampleCheckpoint(), to: path)
         _ = try CheckpointIO.verify(path: path)
         try H5Edit.putTensor(path, "/model/head/fc/bias", shape: [3], values: [1, .nan, 3])
-        // read accepts a NaN weight (a diverged run can still be inspected); verify does not.
-        #expect(checkpointErrorMessage { _ = try CheckpointIO.read(path: path) } == nil)
+        // Every reader refuses a non-finite parameter (issue 12, kind 1), verify included.
+        #expect(checkpointErrorMessage { _ = try CheckpointIO.read(path: path) }
+                == "/model/head/fc/bias[1] = nan, expected a finite number")
         #expect(checkpointErrorMessage { _ = try CheckpointIO.verify(path: path) }
                 == "/model/head/fc/bias[1] = nan, expected a finite number")
         try H5Edit.putTensor(path, "/model/head/fc/bias", shape: [3], values: [1, 2, 3], fletcher32: false)

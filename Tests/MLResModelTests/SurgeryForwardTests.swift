@@ -1,82 +1,24 @@
 import Testing
 import Foundation
 @testable import MLResModel
+import MLResTestSupport
 
-// The dynamical-systems claims behind surgery, checked with a small float64 reference forward
-// pass written here (inference mode: BN uses running statistics). It is independent of the
+// The dynamical-systems claims behind surgery, checked with the shared float64 reference
+// forward pass (Ref, inference mode: BN uses running statistics). It is independent of the
 // engine; its only job is to evaluate Y_{j+1} = P(Y_j) + h_j·F_j(Y_j) literally.
 
-/// A feature map [C][H][W] in float64.
-private typealias Map = [[[Double]]]
-
-private func conv3x3(_ x: Map, _ w: Tensor, stride: Int) -> Map {
-    let cout = w.shape[0], cin = w.shape[1], h = x[0].count, wd = x[0][0].count
-    let ho = (h - 1) / stride + 1, wo = (wd - 1) / stride + 1
-    var y = Map(repeating: [[Double]](repeating: [Double](repeating: 0, count: wo), count: ho), count: cout)
-    for o in 0..<cout { for i in 0..<cin { for ky in 0..<3 { for kx in 0..<3 {
-        let k = Double(w.data[((o * cin + i) * 3 + ky) * 3 + kx])
-        for r in 0..<ho { for c in 0..<wo {
-            let yy = r * stride + ky - 1, xx = c * stride + kx - 1
-            if yy >= 0 && yy < h && xx >= 0 && xx < wd { y[o][r][c] += k * x[i][yy][xx] }
-        } }
-    } } } }
-    return y
+/// Logits of one image (standardised as the network says), plus the input Y_j of every block
+/// (by stage, block) for inspection.
+private func forward(_ net: Network, _ x: Array64) -> (logits: [Double], blockInputs: [[Array64]]) {
+    var inputs: [[Array64]] = net.stages.map { _ in [] }
+    let z = Ref.forward(net, Ref.standardised(net, pixels: x.v, count: 1)) { id, y, _ in inputs[id.stage].append(y) }
+    return (z.v, inputs)
 }
 
-private func bnRelu(_ x: Map, _ bn: BatchNorm, eps: Double) -> Map {
-    x.indices.map { c in
-        let scale = Double(bn.weight.data[c]) / (Double(bn.runningVar.data[c]) + eps).squareRoot()
-        let shift = Double(bn.bias.data[c]) - Double(bn.runningMean.data[c]) * scale
-        return x[c].map { row in row.map { max(0, $0 * scale + shift) } }
-    }
-}
-
-/// F(Y) = conv2(relu(bn2(conv1(relu(bn1(Y)))))).
-private func residual(_ y: Map, _ b: ResidualBlock, eps: Double) -> Map {
-    conv3x3(bnRelu(conv3x3(bnRelu(y, b.bn1, eps: eps), b.conv1, stride: b.stride), b.bn2, eps: eps),
-            b.conv2, stride: 1)
-}
-
-/// P(Y): identity, or subsample by the stride and zero-pad the channels at the block's offset.
-private func shortcut(_ y: Map, _ b: ResidualBlock) -> Map {
-    guard b.changesShape else { return y }
-    let sub = y.map { ch in stride(from: 0, to: ch.count, by: b.stride).map { r in
-        stride(from: 0, to: ch[0].count, by: b.stride).map { ch[r][$0] } } }
-    let zero = sub[0].map { $0.map { _ in 0.0 } }
-    var out = Map(repeating: zero, count: b.outChannels)
-    for c in 0..<b.inChannels { out[c + b.shortcutChannelOffset] = sub[c] }
-    return out
-}
-
-private func axpy(_ p: Map, _ h: Double, _ f: Map) -> Map {
-    zip(p, f).map { zip($0, $1).map { zip($0, $1).map { $0 + h * $1 } } }
-}
-
-/// Logits of one input, plus the input of every block (by stage, block) for inspection.
-private func forward(_ net: Network, _ x: Map) -> (logits: [Double], blockInputs: [[Map]], stageOutputs: [Map]) {
-    let eps = net.bnEpsilon
-    var y = conv3x3(x.indices.map { c in
-        x[c].map { $0.map { ($0 - Double(net.inputMean[c])) / Double(net.inputStd[c]) } } }, net.stem, stride: 1)
-    var inputs: [[Map]] = [], outputs: [Map] = []
-    for stage in net.stages {
-        var ins: [Map] = []
-        for b in stage.blocks {
-            ins.append(y)
-            y = axpy(shortcut(y, b), b.h, residual(y, b, eps: eps))
-        }
-        inputs.append(ins); outputs.append(y)
-    }
-    let pooled = bnRelu(y, net.headBN, eps: eps).map { ch in ch.joined().reduce(0, +) / Double(ch.count * ch[0].count) }
-    let k = net.numClasses
-    let logits = (0..<k).map { o in
-        Double(net.fcBias.data[o]) + pooled.indices.reduce(0) { $0 + Double(net.fcWeight.data[o * pooled.count + $1]) * pooled[$1] }
-    }
-    return (logits, inputs, outputs)
-}
-
-private func input(seed: UInt64) -> Map {
+/// One 3x8x8 image of pixels in [0, 1).
+private func input(seed: UInt64) -> Array64 {
     var rng = SplitMix64(seed: seed)
-    return (0..<3).map { _ in (0..<8).map { _ in (0..<8).map { _ in rng.nextUnit() } } }
+    return Array64([1, 3, 8, 8], (0..<(3 * 8 * 8)).map { _ in rng.nextUnit() })
 }
 
 /// A small trained-looking net: 3x8x8 input, widths 4-8-16, random BN statistics.
@@ -85,13 +27,12 @@ private func smallNet(_ blocks: [Int]) -> Network {
 }
 
 private func relChange(_ a: [Double], _ b: [Double]) -> Double {
+    guard a.count == b.count, !a.isEmpty else { return .infinity }
     let num = zip(a, b).map { ($1 - $0) * ($1 - $0) }.reduce(0, +).squareRoot()
     return num / a.map { $0 * $0 }.reduce(0, +).squareRoot()
 }
 
-private func maxAbs(_ a: Map, _ b: Map) -> Double {
-    zip(a.joined().joined(), b.joined().joined()).map { abs($0 - $1) }.max() ?? 0
-}
+private func maxAbs(_ a: Array64, _ b: Array64) -> Double { a.maxAbsDifference(b) }
 
 private func withInput(_ net: Network) -> Network {
     var n = net
@@ -172,12 +113,12 @@ func removalChangesByOneStep() throws {
     let yj = a.blockInputs[1][1]                        // Y_1 of stage 1, the removed block's input
     #expect(maxAbs(b.blockInputs[1][1], yj) < 1e-12)   // after removal, old block 2 sees Y_1
     let blk = c0.network.stages[1].blocks[1]
-    let step = axpy(a.blockInputs[1][2], -1, yj)        // Y_2 − Y_1 in the original
-    let hF = residual(yj, blk, eps: c0.network.bnEpsilon).map { $0.map { $0.map { blk.h * $0 } } }
+    let step = a.blockInputs[1][2] - yj                 // Y_2 − Y_1 in the original
+    let hF = blk.h * Ref.residual(yj, blk, eps: c0.network.bnEpsilon)
     #expect(maxAbs(step, hF) < 1e-12)
     #expect(maxAbs(b.blockInputs[1][1], a.blockInputs[1][2]) > 1e-3)   // the lesion is visible
-    // Stage 0 is untouched.
-    #expect(maxAbs(a.stageOutputs[0], b.stageOutputs[0]) == 0)
+    // Stage 0 is untouched: its output, stage 1's first input, is the same.
+    #expect(maxAbs(a.blockInputs[1][0], b.blockInputs[1][0]) == 0)
 }
 
 @Test("Removing a shape-changing block leaves exactly the shortcut P(Y)")
@@ -187,8 +128,8 @@ func removalOfDownsamplingBlockIsShortcut() throws {
     let x = input(seed: 5)
     let r = forward(c1.network, x)
     let y = r.blockInputs[2][0]
-    #expect(maxAbs(r.blockInputs[2][1], shortcut(y, c1.network.stages[2].blocks[0])) == 0)
+    #expect(maxAbs(r.blockInputs[2][1], Ref.shortcut(y, c1.network.stages[2].blocks[0])) == 0)
     // The padded channels are zero, the input channels sit at offset (Cout − Cin)/2 = 4.
-    #expect(r.blockInputs[2][1][0].joined().allSatisfy { $0 == 0 })
-    #expect(r.blockInputs[2][1][4][0][0] == y[0][0][0])
+    #expect(r.blockInputs[2][1].plane(0, 0).allSatisfy { $0 == 0 })
+    #expect(r.blockInputs[2][1][0, 4, 0, 0] == y[0, 0, 0, 0])
 }

@@ -1,5 +1,6 @@
 import Foundation
 import MLResModel
+import MLResTestSupport
 @testable import MLResServer
 import Testing
 
@@ -23,7 +24,7 @@ struct BatchingTests {
             let r = replies[i]!
             #expect(r.status == 200, "\(r.text)")
             let expected = try expectedLogits(net, pixels: testPixels(count: 1, seed: UInt64(100 + i)), count: 1)
-            for (a, b) in zip(outputs(r).logits, expected) { #expect(abs(a - b) <= 1e-5 * max(1, abs(b))) }
+            expectClose(outputs(r).logits, expected, tolerance: 1e-5, "request \(i)")
         }
         let inferences = try await s.metric("mlres_inferences_total", ["model": "tiny"])
         let executions = try await s.metric("mlres_executions_total", ["model": "tiny"])

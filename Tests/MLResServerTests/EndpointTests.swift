@@ -1,5 +1,7 @@
 import Foundation
+import MLResHDF5
 import MLResModel
+import MLResTestSupport
 @testable import MLResServer
 import Testing
 
@@ -29,7 +31,7 @@ struct EndpointTests {
         #expect(o["classes"] as? Int == 5)
         #expect((o["blocks"] as? [Int]) == [1, 1])
         #expect((o["h"] as? [[Double]]) == [[1.0], [1.0]])
-        let fileSHA = try SHA256Digest.hex(fileAt: dir + "/tiny.h5")
+        let fileSHA = try FileDigest.sha256(fileAt: dir + "/tiny.h5")
         #expect(o["sha256"] as? String == fileSHA)
         let inputs = o["inputs"] as? [[String: Any]]
         #expect(inputs?.first?["name"] as? String == "input")
@@ -50,7 +52,7 @@ struct EndpointTests {
         #expect(shape == [3, 5])
         let expected = try expectedLogits(net, pixels: pixels, count: 3)
         #expect(logits.count == 15)
-        for (a, b) in zip(logits, expected) { #expect(abs(a - b) <= 1e-5 * max(1, abs(b))) }
+        expectClose(logits, expected, tolerance: 1e-5)
         for n in 0..<3 {
             let row = Array(expected[n * 5 ..< n * 5 + 5])
             #expect(classes[n] == row.indices.max { row[$0] < row[$1] })
@@ -62,7 +64,7 @@ struct EndpointTests {
                                  inferBody(shape: [1, 3, 6, 6], datatype: "UINT8", data: bytes.map(String.init)))
         #expect(u.status == 200, "\(u.text)")
         let uExpected = try expectedLogits(net, pixels: bytes.map { Float($0) / 255 }, count: 1)
-        for (a, b) in zip(outputs(u).logits, uExpected) { #expect(abs(a - b) <= 1e-5 * max(1, abs(b))) }
+        expectClose(outputs(u).logits, uExpected, tolerance: 1e-5)
 
         let stats = try await s.get("/v2/models/tiny/stats")
         let st = (stats.object["model_stats"] as? [[String: Any]])?.first
@@ -101,7 +103,7 @@ struct EndpointTests {
         #expect(r.status == 200, "\(r.text)")
         let got = outputs(r).logits
         #expect(got.count == f.logits.count)
-        for (a, b) in zip(got, f.logits) { #expect(abs(a - b) <= 1e-4 * max(1, abs(b)), "\(a) vs \(b)") }
+        expectClose(got, f.logits, tolerance: 1e-4)
         try await s.stop()
     }
 }

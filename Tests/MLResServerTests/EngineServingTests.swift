@@ -2,6 +2,7 @@ import Foundation
 import MLResAnalysis
 import MLResHDF5
 import MLResModel
+import MLResTestSupport
 @testable import MLResServer
 import MLResData
 import Testing
@@ -49,13 +50,13 @@ struct EngineServingTests {
         // 9 images: chunks of 4, 4 and 1; then 5 images (bucket 6 of max-batch 8 pads one).
         let all = try backend.infer(x, count: total)
         #expect(all.count == total * k)
-        for (a, b) in zip(all, want) { #expect(abs(a - b) <= 1e-4 * max(1, abs(b)), "\(a) vs \(b)") }
+        expectClose(all, want, tolerance: 1e-4)
         let wide = try EngineBackend(network: f.network, threads: 1, maxBatch: 8)
         let five = try wide.infer(Array(x[0 ..< 5 * imageSize]), count: 5)
         #expect(wide.plannedSizes == [6])
         #expect(five.count == 5 * k)
-        for (a, b) in zip(five, want[0 ..< 5 * k]) { #expect(abs(a - b) <= 1e-4 * max(1, abs(b)), "\(a) vs \(b)") }
-        for (a, b) in zip(all[0 ..< 2 * k], f.logits) { #expect(abs(a - b) <= 1e-4 * max(1, abs(b))) }
+        expectClose(five, want[0 ..< 5 * k], tolerance: 1e-4)
+        expectClose(all[0 ..< 2 * k], f.logits, tolerance: 1e-4)
         #expect(Set(backend.plannedSizes) == [1, 4])
         #expect(throws: (any Error).self) { try backend.infer([0, 1], count: 1) }
     }
@@ -98,7 +99,7 @@ struct EngineServingTests {
             let expected = try expectedLogits(net, pixels: testPixels(count: 1, seed: UInt64(300 + i)), count: 1)
             let got = outputs(r).logits
             #expect(got.count == expected.count)
-            for (a, b) in zip(got, expected) { #expect(abs(a - b) <= 1e-4 * max(1, abs(b))) }
+            expectClose(got, expected, tolerance: 1e-4, "request \(i)")
         }
         let inferences = try await s.metric("mlres_inferences_total", ["model": "tiny"])
         let executions = try await s.metric("mlres_executions_total", ["model": "tiny"])
@@ -143,7 +144,7 @@ struct EngineServingTests {
         #expect(doc["dataset"] as? String == "fashion-mnist" && doc["images"] as? Int == ds.count)
         #expect(doc["class_names"] as? [String] == ds.classNames)
         let result = try #require((doc["results"] as? [[String: Any]])?.first)
-        #expect(result["sha256"] as? String == (try SHA256Digest.hex(fileAt: dir + "/fm.h5")))
+        #expect(result["sha256"] as? String == (try FileDigest.sha256(fileAt: dir + "/fm.h5")))
         #expect(result["images"] as? Int == direct.count && result["correct"] as? Int == direct.correct)
         #expect(abs((result["error"] as? Double ?? -1) - direct.error) <= 1e-12)
         #expect(abs((result["mean_loss"] as? Double ?? -1) - direct.meanLoss) <= 1e-9 * max(1, direct.meanLoss))
@@ -187,28 +188,8 @@ struct EngineServingTests {
 struct EngineProcessTests {
     /// Starts `mlres-eval serve ARGS` with `OMP_WAIT_POLICY` set to `waitPolicy` (nil: removed).
     static func launch(_ args: [String], waitPolicy: String?) throws -> (Process, Int) {
-        let p = Process()
-        p.executableURL = ProcessTests.executable
-        p.arguments = ["serve"] + args
-        var env = ProcessInfo.processInfo.environment
-        env["OMP_WAIT_POLICY"] = waitPolicy
-        p.environment = env
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = FileHandle.nullDevice
-        try p.run()
-        var text = ""
-        let deadline = Date().addingTimeInterval(60)
-        while Date() < deadline {
-            let chunk = out.fileHandleForReading.availableData
-            if chunk.isEmpty { break }
-            text += String(decoding: chunk, as: UTF8.self)
-            if let r = text.range(of: #"listening on http://127\.0\.0\.1:(\d+)"#, options: .regularExpression) {
-                return (p, Int(text[r].split(separator: ":").last!)!)
-            }
-        }
-        p.terminate()
-        throw ClientError(description: "serve did not report its port; stdout: \(text)")
+        let (p, port, _) = try ProcessTests.launchBlocking(args, environment: ["OMP_WAIT_POLICY": waitPolicy])
+        return (p, port)
     }
 
     /// `OMP_WAIT_POLICY` in the running process's environment (/proc/PID/environ).
@@ -239,13 +220,13 @@ struct EngineProcessTests {
             #expect(r.status == 200, "\(r.text)")
             let got = outputs(r).logits
             #expect(got.count == expected.count)
-            for (a, b) in zip(got, expected) { #expect(abs(a - b) <= 1e-4 * max(1, abs(b))) }
+            expectClose(got, expected, tolerance: 1e-4)
             kill(p.processIdentifier, SIGTERM)
             p.waitUntilExit()
             #expect(p.terminationStatus == 0)
         }
         let bad = Process()
-        bad.executableURL = ProcessTests.executable
+        bad.executableURL = builtExecutable("mlres-eval")
         bad.arguments = ["serve", "--models", dir, "--backend", "gpu"]
         let err = Pipe()
         bad.standardError = err

@@ -1,4 +1,5 @@
 import Foundation
+import MLResHDF5
 import MLResModel
 @testable import MLResServer
 import Testing
@@ -37,7 +38,7 @@ struct EvaluationTests {
         let result = done.object["result"] as? [String: Any]
         #expect(result?["model"] as? String == "m" && result?["dataset"] as? String == "cifar10")
         #expect(result?["file"] as? String == "m.h5" && result?["data_dir"] as? String == data)
-        let fileSHA = try SHA256Digest.hex(fileAt: dir + "/m.h5")
+        let fileSHA = try FileDigest.sha256(fileAt: dir + "/m.h5")
         #expect(result?["sha256"] as? String == fileSHA)
         #expect((result?["lesion"] as? [String: Any])?["drop"] as? [String] == ["1.0"])
         #expect(result?["error_rate"] as? Double == 0.25)

@@ -1,36 +1,23 @@
 import Foundation
 import MLResHDF5
 import MLResModel
+import MLResTestSupport
 @testable import MLResServer
 import Testing
 
 @Suite("mlres-eval serve as a process")
 struct ProcessTests {
-    /// The built mlres-eval next to the test bundle (swift build/test builds every product).
-    static var executable: URL {
-        var dir = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
-        for _ in 0..<4 {
-            let candidate = dir.appendingPathComponent("mlres-eval")
-            if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
-            dir.deleteLastPathComponent()
-        }
-        return URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent().appendingPathComponent(".build/debug/mlres-eval")
-    }
-
     /// Starts `mlres-eval serve`; returns the process, its bound port, and its stdout pipe.
     func launch(_ args: [String]) async throws -> (Process, Int, Pipe) {
         try await offPool { try Self.launchBlocking(args) }
     }
 
-    static func launchBlocking(_ args: [String]) throws -> (Process, Int, Pipe) {
-        let p = Process()
-        p.executableURL = Self.executable
-        p.arguments = ["serve"] + args
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        try p.run()
+    /// Starts `mlres-eval serve ARGS` (with `environment` changes, a nil value removing a
+    /// variable) and waits for its "listening on" line; stderr is discarded.
+    static func launchBlocking(_ args: [String], environment: [String: String?] = [:]) throws -> (Process, Int, Pipe) {
+        let out = Pipe()
+        let p = try startTool("mlres-eval", ["serve"] + args, stdout: out, stderr: FileHandle.nullDevice,
+                              environment: environment)
         // Read the "listening on http://127.0.0.1:PORT" line.
         var text = ""
         let deadline = Date().addingTimeInterval(60)
@@ -95,19 +82,9 @@ struct ProcessTests {
         defer { cleanup(dir) }
         let (p, port, _) = try await launch(["--models", dir, "--port", "0"])
         defer { if p.isRunning { kill(p.processIdentifier, SIGTERM) } }
-        let second = Process()
-        second.executableURL = Self.executable
-        second.arguments = ["serve", "--models", dir, "--port", String(port)]
-        let err = Pipe()
-        second.standardError = err
-        second.standardOutput = Pipe()
-        let text = try await offPool { () throws -> String in
-            try second.run()
-            let data = err.fileHandleForReading.readDataToEndOfFile()
-            second.waitUntilExit()
-            return String(decoding: data, as: UTF8.self)
-        }
-        #expect(second.terminationStatus != 0)
+        let second = try await offPool { try runTool("mlres-eval", ["serve", "--models", dir, "--port", String(port)]) }
+        let text = second.stderr
+        #expect(second.status != 0)
         #expect(text.contains("cannot serve on 127.0.0.1:\(port)") && text.contains("in use"), "\(text)")
         kill(p.processIdentifier, SIGTERM)
         #expect(try await waitExit(p, seconds: 20) == 0)
@@ -119,19 +96,9 @@ struct ProcessTests {
                              (["--models", "/tmp", "--max-batch", "0"], "--max-batch"),
                              (["--models", "/tmp", "--max-queue", "2", "--max-batch", "4"], "--max-queue"),
                              (["--models", "/tmp", "--poll-seconds", "-1"], "--poll-seconds")] {
-            let p = Process()
-            p.executableURL = Self.executable
-            p.arguments = ["serve"] + args
-            let err = Pipe()
-            p.standardError = err
-            p.standardOutput = Pipe()
-            let text = try await offPool { () throws -> String in
-                try p.run()
-                let data = err.fileHandleForReading.readDataToEndOfFile()
-                p.waitUntilExit()
-                return String(decoding: data, as: UTF8.self)
-            }
-            #expect(p.terminationStatus != 0, "\(args)")
+            let p = try await offPool { try runTool("mlres-eval", ["serve"] + args) }
+            let text = p.stderr
+            #expect(p.status != 0, "\(args)")
             #expect(text.contains(flag), "\(args): \(text)")
         }
     }

@@ -1,6 +1,7 @@
 import Foundation
 import MLResHDF5
 import MLResModel
+import MLResTestSupport
 @testable import MLResServer
 import Testing
 
@@ -36,9 +37,9 @@ struct RepositoryTests {
         #expect(v2.version == "2")
         #expect(v2.logits != v1.logits)
         let expected2 = try expectedLogits(SeedLoader.network(seed: 2), pixels: testPixels(count: 1, seed: 42), count: 1)
-        for (a, b) in zip(v2.logits, expected2) { #expect(abs(a - b) <= 1e-5 * max(1, abs(b))) }
+        expectClose(v2.logits, expected2, tolerance: 1e-5)
         let sha2 = try await s.get("/v2/models/m").object["sha256"] as? String
-        let fileSHA = try SHA256Digest.hex(fileAt: dir + "/m.h5")
+        let fileSHA = try FileDigest.sha256(fileAt: dir + "/m.h5")
         #expect(sha2 != sha1 && sha2 == fileSHA)
 
         // A broken replacement: the reload fails with the reader's error, version 2 keeps serving.
@@ -170,16 +171,12 @@ struct RepositoryTests {
         let s = try await TestServer.start(directory: dir, loader: ModelLoaders.reference)
         let r1 = try await logits(s, "real")
         #expect(r1.status == 200 && r1.version == "1")
-        for (a, b) in zip(r1.logits, try expectedLogits(net1, pixels: testPixels(count: 1, seed: 42), count: 1)) {
-            #expect(abs(a - b) <= 1e-5 * max(1, abs(b)))
-        }
+        expectClose(r1.logits, try expectedLogits(net1, pixels: testPixels(count: 1, seed: 42), count: 1), tolerance: 1e-5)
         try CheckpointIO.write(Checkpoint(network: net2), to: dir + "/real.h5")
         #expect(try await s.post("/v2/repository/models/real/load", "").status == 200)
         let r2 = try await logits(s, "real")
         #expect(r2.version == "2")
-        for (a, b) in zip(r2.logits, try expectedLogits(net2, pixels: testPixels(count: 1, seed: 42), count: 1)) {
-            #expect(abs(a - b) <= 1e-5 * max(1, abs(b)))
-        }
+        expectClose(r2.logits, try expectedLogits(net2, pixels: testPixels(count: 1, seed: 42), count: 1), tolerance: 1e-5)
         // A truncated file fails validation; version 2 keeps serving.
         let bytes = try Data(contentsOf: URL(fileURLWithPath: dir + "/real.h5"))
         try bytes.prefix(bytes.count / 2).write(to: URL(fileURLWithPath: dir + "/real.h5.tmp-cut"))

@@ -1,5 +1,6 @@
 import Foundation
 import MLResModel
+import MLResTestSupport
 @testable import MLResServer
 import Testing
 
@@ -295,15 +296,10 @@ func testPixels(count: Int, seed: UInt64) -> [Float] {
     return (0 ..< count * 3 * 6 * 6).map { _ in Float(rng.nextUnit()) }
 }
 
-/// Logits the ReferenceBackend gives for pixels in [0, 1] on `net` (standardised as the server does).
+/// Logits of `count` images of pixels in [0, 1] on `net`, standardised as the server does, from
+/// the shared float64 reference (``Ref/logits(_:pixels:count:)``).
 func expectedLogits(_ net: Network, pixels: [Float], count: Int) throws -> [Float] {
-    let c = net.inputShape[0], plane = net.inputShape[1] * net.inputShape[2]
-    var x = pixels
-    for n in 0..<count { for ch in 0..<c { for p in 0..<plane {
-        let i = (n * c + ch) * plane + p
-        x[i] = (pixels[i] - net.inputMean[ch]) / net.inputStd[ch]
-    } } }
-    return try ReferenceBackend(network: net).infer(x, count: count)
+    Ref.logits(net, pixels: pixels, count: count).map(Float.init)
 }
 
 /// Floats from a JSON array of numbers.

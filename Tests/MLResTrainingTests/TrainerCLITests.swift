@@ -3,37 +3,16 @@ import Testing
 import MLResHDF5
 import MLResModel
 @testable import MLResData
+import MLResTestSupport
 @testable import MLResTraining
 
 // The built `mlres-train` executable: SIGTERM mid-run, progress without a terminal, JSON
 // logging, and the exit status of refused runs. `swift test` builds the executable first;
 // $MLRES_BIN_DIR overrides where it is looked for.
 
-private func trainerExecutable() -> String {
-    if let dir = ProcessInfo.processInfo.environment["MLRES_BIN_DIR"] { return dir + "/mlres-train" }
-    let exe = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
-    var dir = exe.deletingLastPathComponent()
-    for _ in 0 ..< 4 {
-        let c = dir.appendingPathComponent("mlres-train").path
-        if FileManager.default.isExecutableFile(atPath: c) { return c }
-        dir = dir.deletingLastPathComponent()
-    }
-    let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent()
-    return root.appendingPathComponent(".build/debug/mlres-train").path
-}
-
-/// Starts `mlres-train args...` with stdout/stderr going to files (not a terminal).
+/// Starts `mlres-train args...` with stdout/stderr going to files in `dir` (not a terminal).
 private func launch(_ args: [String], dir: String) throws -> Process {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: trainerExecutable())
-    p.arguments = args
-    FileManager.default.createFile(atPath: dir + "/stdout.txt", contents: nil)
-    FileManager.default.createFile(atPath: dir + "/stderr.txt", contents: nil)
-    p.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: dir + "/stdout.txt"))
-    p.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: dir + "/stderr.txt"))
-    try p.run()
-    return p
+    try startTool("mlres-train", args, stdout: dir + "/stdout.txt", stderr: dir + "/stderr.txt")
 }
 
 private func text(_ path: String) -> String { (try? String(contentsOfFile: path, encoding: .utf8)) ?? "" }
@@ -45,7 +24,7 @@ struct TrainerCLITests {
     @Test("SIGTERM mid-run: finishes the step, writes last.h5, exits 0 saying how to resume; the resume finishes")
     func sigterm() throws {
         let logs = try TrainerFixture.scratch(), run = logs + "/run"
-        #expect(FileManager.default.isExecutableFile(atPath: trainerExecutable()), "build mlres-train first")
+        #expect(FileManager.default.isExecutableFile(atPath: builtExecutable("mlres-train").path), "build mlres-train first")
         let p = try launch(["--dataset", "fashion-mnist", "--data-dir", fixture, "--blocks", "1-1", "--widths", "4,8",
                             "--batch", "8", "--epochs", "500", "--threads", "1", "--out", run], dir: logs)
         // Wait for the first epoch line of metrics.jsonl, then a little into the next epoch.

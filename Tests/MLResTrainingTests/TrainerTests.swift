@@ -149,7 +149,7 @@ struct TrainerTests {
         let h = try #require(last.training).history
         #expect(h["blocks"] == [2, 2, 4])
         #expect(last.lineage.map(\.op) == ["init", "train", "interpolate", "train"])
-        let sha = try SHA256Digest.hex(fileAt: dir + "/cycle-0.h5")
+        let sha = try FileDigest.sha256(fileAt: dir + "/cycle-0.h5")
         #expect(last.lineage[2].parentSHA256 == sha)
         #expect(last.lineage[2].args["blocks_after"] == .string("2-2"))
         // Epoch 3 starts a new cycle at lr_max.

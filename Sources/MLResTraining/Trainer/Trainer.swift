@@ -421,7 +421,7 @@ public final class Trainer {
         guard globalStep % stepsPerEpoch == 0, config.interpolateAt.contains(globalStep / stepsPerEpoch) else { return }
         let k = plan.position(ofStep: globalStep - 1).cycle
         let parent = cyclePath(k)
-        let sha = FileManager.default.fileExists(atPath: parent) ? try? SHA256Digest.hex(fileAt: parent) : nil
+        let sha = FileManager.default.fileExists(atPath: parent) ? try? FileDigest.sha256(fileAt: parent) : nil
         let before = try checkpoint(cycleEnd: true)
         let (after, splan) = try Surgery.interpolate(before, firstBlock: config.firstBlock, hPolicy: .halve,
                                                      resetOptimizer: config.resetMomentum, parentSHA256: sha)

@@ -1,11 +1,11 @@
 import CHDF5
 import Foundation
+@testable import MLResHDF5
 import MLResModel
 
 /// In-place edits of an HDF5 file, for tests that need files the writer refuses to produce
-/// (wrong shapes, gaps, bad attributes). Internal: reachable only with `@testable import`.
-/// Unlike ``CheckpointIO/write(_:to:options:)`` these open an existing file for writing;
-/// never use them on a file that matters.
+/// (wrong shapes, gaps, bad attributes). Unlike ``CheckpointIO/write(_:to:options:)`` these
+/// open an existing file for writing; never use them on a file that matters.
 enum H5Edit {
     enum AttributeValue { case int(Int), ints([Int]), double(Double), string(String) }
 
@@ -41,9 +41,10 @@ enum H5Edit {
     }
 
     /// Replaces (or creates) the dataset at `path` with `values` of `shape`, stored as float32
-    /// or float64, contiguous (no filters) unless `fletcher32`.
+    /// or float64, contiguous (no filters) unless `fletcher32`; with its format 1.1 digest
+    /// unless `digest` is false (so that a test sees the problem it made, not a digest).
     static func putTensor(_ file: String, _ path: String, shape: [Int], values: [Double],
-                          float64: Bool = false, fletcher32: Bool = true) throws {
+                          float64: Bool = false, fletcher32: Bool = true, digest: Bool = true) throws {
         try withFile(file) { fid in
             if H5Lexists(fid, path, mlres_H5P_DEFAULT()) > 0 { _ = H5Ldelete(fid, path, mlres_H5P_DEFAULT()) }
             var dims = shape.map { hsize_t($0) }
@@ -61,6 +62,10 @@ enum H5Edit {
             try H5.check(status: values.withUnsafeBytes {
                 H5Dwrite(d.id, mlres_H5T_NATIVE_DOUBLE(), mlres_H5S_ALL(), mlres_H5S_ALL(), mlres_H5P_DEFAULT(), $0.baseAddress)
             }, "cannot write \(path)")
+            if digest && !float64 {
+                let sha = ContentDigest.tensor(path: path, values.map { Float($0) }, shape: shape)
+                try AttributeWriter(obj: d.id, label: path).fixedString(ContentDigest.tensorAttribute, sha)
+            }
         }
     }
 

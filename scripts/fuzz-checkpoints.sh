@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Hostile-checkpoint benchmark (issue 13): >= 10,000 mutants of a format 1.1 checkpoint made by
+# scripts/make_hostile_checkpoints.py, each checked with `mlres-surgery verify` (release build)
+# under a 30 s timeout. An accepted mutant is compared with the source by `mlres-surgery diff`
+# (tensors, h) and `inspect --json` (every string and number); counts per class go to stdout:
+# refused (exit 2), accepted unchanged, ACCEPTED BUT WRONG, CRASH (signal), HANG (timeout).
+#   bash scripts/fuzz-checkpoints.sh [PER_CLASS=800] [SEED=1]     # 13 classes x PER_CLASS mutants
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PER=${1:-800}; SEED=${2:-1}
+BIN=${BIN:-$PWD/.build/release}
+[ -x "$BIN/mlres-surgery" ] || swift build -c release >/dev/null
+W=$(mktemp -d /tmp/mlres-fuzz.XXXX); trap 'rm -rf "$W"' EXIT
+"$BIN/mlres-train" init --blocks 1-1-1 --widths 4,8,16 -o "$W/src.h5" >/dev/null
+t0=$(date +%s)
+python3 scripts/make_hostile_checkpoints.py "$W/src.h5" "$W/m" --per-class "$PER" --seed "$SEED" --members 3000
+echo "generated $(wc -l < "$W/m/manifest.jsonl") mutants in $(( $(date +%s) - t0 )) s" >&2
+python3 - "$BIN" "$W" <<'PY'
+import collections, concurrent.futures as cf, json, os, subprocess, sys, time
+BIN, W = sys.argv[1], sys.argv[2]
+def run(*args, timeout=30):
+    try:
+        p = subprocess.run([f"{BIN}/mlres-surgery", *args], capture_output=True, text=True, timeout=timeout)
+        return p.returncode, p.stdout, p.stderr
+    except subprocess.TimeoutExpired:
+        return "hang", "", ""
+def canon(js):
+    o = json.loads(js); o.pop("file", None); o.pop("sha256", None); return o
+src_json = canon(run("inspect", f"{W}/src.h5", "--json")[1])
+def one(e):
+    path = f"{W}/m/{e['file']}"
+    t = time.time(); rc, out, err = run("verify", path); dt = time.time() - t
+    if rc == "hang": return e, "HANG", dt, ""
+    if rc < 0 or rc >= 128: return e, "CRASH", dt, err[-200:]
+    if rc == 2 and err.startswith("error: "): return e, "refused", dt, err
+    if rc != 0: return e, f"exit {rc}", dt, err[-200:]
+    d = run("diff", f"{W}/src.h5", path)[0]
+    i = run("inspect", path, "--json")
+    same = d == 0 and i[0] == 0 and canon(i[1]) == src_json
+    return e, "accepted unchanged" if same else "ACCEPTED BUT WRONG", dt, ""
+entries = [json.loads(l) for l in open(f"{W}/m/manifest.jsonl")]
+counts = collections.defaultdict(collections.Counter); worst = collections.defaultdict(float); bad = []
+with cf.ThreadPoolExecutor(2) as ex:
+    for e, outcome, dt, msg in ex.map(one, entries):
+        counts[e["class"]][outcome] += 1; worst[e["class"]] = max(worst[e["class"]], dt)
+        if outcome in ("HANG", "CRASH", "ACCEPTED BUT WRONG") or outcome.startswith("exit") or \
+           (outcome == "accepted unchanged" and e["expect"] == "refuse") or (outcome == "refused" and e["expect"] == "same"):
+            bad.append((e, outcome, msg))
+cols = ["refused", "accepted unchanged", "ACCEPTED BUT WRONG", "CRASH", "HANG"]
+print("| class | mutants | " + " | ".join(cols) + " | slowest verify (s) |")
+print("|---" * (len(cols) + 3) + "|")
+total = collections.Counter()
+for cls in counts:
+    c = counts[cls]; total.update(c)
+    print(f"| {cls} | {sum(c.values())} | " + " | ".join(str(c[k]) for k in cols) + f" | {worst[cls]:.2f} |")
+print(f"| all | {sum(total.values())} | " + " | ".join(str(total[k]) for k in cols) + " | |")
+for e, outcome, msg in bad[:20]: print("UNEXPECTED", e, outcome, msg.strip()[:200])
+sys.exit(1 if bad else 0)
+PY
