@@ -7,6 +7,8 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .library(name: "MLResModel", targets: ["MLResModel"]),
+        // For the checkpoint reader's libFuzzer harness (Fuzz/ReaderFuzzer, a package of its own).
+        .library(name: "MLResHDF5", targets: ["MLResHDF5"]),
         .executable(name: "mlres-train", targets: ["mlres-train"]),
         .executable(name: "mlres-surgery", targets: ["mlres-surgery"]),
         .executable(name: "mlres-eval", targets: ["mlres-eval"]),
@@ -19,8 +21,15 @@ let package = Package(
         // (graceful shutdown) and NIOCore (the bound port) directly.
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.0.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.0.0"),
+        // The protobuf runtime for ONNX export (the generated onnx.pb.swift is committed; the
+        // protoc plugin is not part of the build, see docs/interop.md).
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
         // SHA-256 of checkpoint files and tensors (BoringSSL's, with the CPU's SHA extensions).
         .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
+        // Property-based testing in Swift Testing (the JSON parser's property tests).
+        .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
+        // NIOHTTPTypes: the HTTP parts the server's request-deadline channel handler sees.
+        .package(url: "https://github.com/apple/swift-nio-extras", from: "1.35.2"),
     ],
     targets: [
         // System libraries (Debian packages): the only C the project touches.
@@ -28,6 +37,7 @@ let package = Package(
                        providers: [.apt(["libhdf5-dev", "zlib1g-dev"])]),
         .systemLibrary(name: "CDNNL", providers: [.apt(["libdnnl-dev"])]),
         .systemLibrary(name: "CZlib", providers: [.apt(["zlib1g-dev"])]),
+        .systemLibrary(name: "CMPI", pkgConfig: "ompi-c", providers: [.apt(["libopenmpi-dev"])]),
 
         // Pure Swift: the network as data, tensors, checkpoint value, surgery.
         .target(name: "MLResModel"),
@@ -39,16 +49,25 @@ let package = Package(
         .target(name: "MLResEngine", dependencies: ["MLResModel", "CDNNL"]),
         // Datasets: readers (CIFAR, STL-10, IDX), augmentation, standardisation, batch loaders.
         .target(name: "MLResData", dependencies: ["MLResModel", "CZlib"]),
+        // The only module that calls MPI: the process group of an mpirun job (data-parallel training).
+        .target(name: "MLResDistributed", dependencies: ["CMPI"]),
         // Scoring (the one scoring loop), residual norms, lesion studies.
         .target(name: "MLResAnalysis",
                 dependencies: ["MLResModel", "MLResHDF5", "MLResEngine", "MLResData"]),
         // Learning-rate cycle, multi-level cycle plan, trainer (scores through MLResAnalysis).
         .target(name: "MLResTraining",
                 dependencies: ["MLResModel", "MLResHDF5", "MLResEngine", "MLResData", "MLResAnalysis"]),
+        // Exchange with the ecosystem: ONNX export, safetensors state_dicts (PyTorch names).
+        .target(name: "MLResInterop", dependencies: [
+            "MLResModel",
+            .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+        ], exclude: ["ONNX/onnx.proto", "ONNX/README.md"]),
         // HTTP inference server (Open Inference Protocol v2) with dynamic batching.
         .target(name: "MLResServer", dependencies: [
-            "MLResModel", "MLResHDF5", "MLResEngine", "MLResData", "MLResAnalysis",
+            "MLResModel", "MLResHDF5", "MLResEngine", "MLResData", "MLResAnalysis", "CZlib",
             .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "HummingbirdCore", package: "hummingbird"),
+            .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
             .product(name: "Prometheus", package: "swift-prometheus"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "NIOCore", package: "swift-nio"),
@@ -63,11 +82,11 @@ let package = Package(
 
         // Thin executables.
         .executableTarget(name: "mlres-train", dependencies: [
-            "MLResModel", "MLResHDF5", "MLResEngine", "MLResData", "MLResTraining", "MLResCLI",
+            "MLResModel", "MLResHDF5", "MLResEngine", "MLResData", "MLResTraining", "MLResDistributed", "MLResCLI",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "mlres-surgery", dependencies: [
-            "MLResModel", "MLResHDF5", "MLResCLI",
+            "MLResModel", "MLResHDF5", "MLResInterop", "MLResCLI",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "mlres-eval", dependencies: [
@@ -75,6 +94,9 @@ let package = Package(
             "MLResServer", "MLResCLI",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
+
+        // Test helper run under mpirun by DistributedTests: exercises every collective.
+        .executableTarget(name: "mlres-mpi-probe", dependencies: ["MLResDistributed"], path: "Tests/MPIProbe"),
 
         // What every test target shares: the float64 reference network, the test-network
         // builder, the closeness check, and the launcher of the built executables.
@@ -91,10 +113,15 @@ let package = Package(
         .testTarget(name: "MLResAnalysisTests",
                     dependencies: ["MLResAnalysis", "MLResModel", "MLResHDF5", "MLResEngine", "MLResData",
                                    "MLResTestSupport"]),
+        .testTarget(name: "MLResInteropTests",
+                    dependencies: ["MLResInterop", "MLResModel", "MLResHDF5", "MLResTestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["MLResModel", "MLResHDF5", "MLResTestSupport"]),
+        .testTarget(name: "DistributedTests",
+                    dependencies: ["MLResModel", "MLResHDF5", "MLResTraining", "MLResTestSupport"]),
         .testTarget(name: "MLResServerTests",
                     dependencies: ["MLResServer", "MLResModel", "MLResHDF5", "MLResEngine",
-                                   "MLResData", "MLResAnalysis", "MLResTestSupport"],
+                                   "MLResData", "MLResAnalysis", "MLResTestSupport",
+                                   .product(name: "PropertyBased", package: "swift-property-based")],
                     exclude: ["Fixtures"]),
     ],
     swiftLanguageModes: [.v5]

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs mlres and the peer frameworks (PyTorch channels_last, TensorFlow, ONNX Runtime) on the
-# paper's networks, alternating them, and prints images/s and the mlres/peer ratios.
+# paper's networks, alternating them, and prints images/s and the mlres/peer ratios. Inference
+# cases also time ONNX Runtime on mlres's own ONNX export ("ort-mlres-export").
 #
 #   scripts/bench-peers.sh [--rounds N] [--threads N] [--quick]
 #
@@ -38,6 +39,7 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$VENV/bin/pip" install torch torchvision onnxruntime onnx onnxscript h5py tensorflow-cpu >/dev/null
 fi
 swift build -c release --product mlres-train >/dev/null
+swift build -c release --product mlres-surgery >/dev/null
 MLRES=.build/release/mlres-train
 OUT="$(mktemp -d /tmp/mlres-bench-peers.XXXXXX)"
 echo "# results in $OUT; threads $THREADS; rounds $ROUNDS; $(date -u +%FT%TZ)"
@@ -70,6 +72,17 @@ PY
       "$MLRES" bench --blocks "$blocks" --widths "$widths" --batch "$batch" --mode "$mode" \
         --steps "$steps" --threads "$THREADS" --json > "$OUT/mlres-$name-$task-$r.json"
       echo "# round $r $name $task: mlres $(cat "$OUT/mlres-$name-$task-$r.json")"
+      if [ "$mode" = infer ]; then
+        # ONNX Runtime on mlres's own ONNX export of the network bench times (init --seed 1):
+        # the same network, weights and graph semantics (docs/interop.md).
+        if [ ! -f "$OUT/$name.onnx" ]; then
+          "$MLRES" init --blocks "$blocks" --widths "$widths" --seed 1 -o "$OUT/$name.h5" >/dev/null
+          .build/release/mlres-surgery export "$OUT/$name.h5" --format onnx -o "$OUT/$name.onnx" >/dev/null
+        fi
+        "$VENV/bin/python" scripts/bench_onnx.py "$OUT/$name.onnx" --batch "$batch" --steps "$steps" \
+          --threads "$THREADS" > "$OUT/ortx-$name-$task-$r.json"
+        echo "# round $r $name $task: ort on mlres export $(cat "$OUT/ortx-$name-$task-$r.json")"
+      fi
     done
   done
 done
@@ -82,6 +95,12 @@ for f in glob.glob(os.path.join(out, "mlres-*.json")):
     _, model, task, _ = os.path.basename(f)[:-5].split("-")
     d = json.load(open(f))
     k = (model, task, "mlres")
+    if k not in best or d["images_per_s"] > best[k][0]:
+        best[k] = (d["images_per_s"], d["peak_rss_mb"], False)
+for f in glob.glob(os.path.join(out, "ortx-*.json")):
+    _, model, task, _ = os.path.basename(f)[:-5].split("-")
+    d = json.load(open(f))
+    k = (model, task, "ort-mlres-export")
     if k not in best or d["images_per_s"] > best[k][0]:
         best[k] = (d["images_per_s"], d["peak_rss_mb"], False)
 for f in glob.glob(os.path.join(out, "peers-*.json")):

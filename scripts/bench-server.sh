@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Load benchmark of `mlres-eval serve` (not a test): starts the server on loopback, drives it
-# with wrk at concurrency 1, 8 and 32 with single-image infer requests, and reports throughput,
-# p50/p99 latency, the average batch the server formed, and the ratio of served throughput at
-# concurrency 32 to offline batched inference of the same architecture (`mlres-train bench
+# with wrk at concurrency 1, 8 and 32 with single-image infer requests, each level once with a
+# JSON body (UINT8 numbers, JSON reply) and once with Triton's binary tensor data (raw UINT8
+# bytes after the JSON header, binary reply), alternating, and reports throughput, p50/p99
+# latency, the average batch the server formed, the CPU seconds of the server and of wrk, and the
+# ratio of served throughput at concurrency 32 to offline batched inference of the same architecture (`mlres-train bench
 # --mode infer --blocks/--widths/--input-shape/--classes` from the model's metadata, batch =
 # --max-batch, same --threads and OMP_WAIT_POLICY). Then a 10x
 # overload phase (320 connections, --max-queue = --max-batch) checks that excess requests get 429
@@ -106,7 +108,7 @@ to_ms() {  # wrk latency "1.23ms" / "456.00us" / "1.02s" -> milliseconds
 
 start_server
 META=$(curl -s "http://127.0.0.1:$PORT/v2/models/bench") || die "no metadata"
-python3 - "$META" "$WORK/body.json" <<'PY'
+HEADER_LEN=$(python3 - "$META" "$WORK/body.json" "$WORK/body.bin" <<'PY'
 import json, random, sys
 meta = json.loads(sys.argv[1])
 c, h, w = meta["input_shape"]
@@ -114,36 +116,67 @@ random.seed(7)
 data = [random.randrange(256) for _ in range(c * h * w)]
 body = {"inputs": [{"name": "input", "shape": [1, c, h, w], "datatype": "UINT8", "data": data}]}
 open(sys.argv[2], "w").write(json.dumps(body))
+# The same image as Triton's binary tensor data, all outputs asked in binary (what tritonclient sends).
+head = json.dumps({"inputs": [{"name": "input", "shape": [1, c, h, w], "datatype": "UINT8",
+                               "parameters": {"binary_data_size": len(data)}}],
+                   "parameters": {"binary_data_output": True}}).encode()
+open(sys.argv[3], "wb").write(head + bytes(data))
+print(len(head))
 PY
-cat > "$WORK/post.lua" <<LUA
-local f = io.open("$WORK/body.json", "r")
+)
+cat > "$WORK/post-json.lua" <<LUA
+local f = io.open("$WORK/body.json", "rb")
 wrk.method = "POST"
 wrk.body = f:read("*a")
 f:close()
 wrk.headers["Content-Type"] = "application/json"
 LUA
+cat > "$WORK/post-binary.lua" <<LUA
+local f = io.open("$WORK/body.bin", "rb")
+wrk.method = "POST"
+wrk.body = f:read("*a")
+f:close()
+wrk.headers["Content-Type"] = "application/octet-stream"
+wrk.headers["Inference-Header-Content-Length"] = "$HEADER_LEN"
+LUA
+cp "$WORK/post-json.lua" "$WORK/post.lua"
 URL="http://127.0.0.1:$PORT/v2/models/bench/infer"
 DESC=$(echo "$META" | python3 -c 'import json,sys; m=json.load(sys.stdin); print("input %s, blocks %s, widths %s, backend %s" % ("x".join(map(str, m["input_shape"])), "-".join(map(str, m["blocks"])), ",".join(map(str, m["widths"])), m["backend"]))')
 echo "model ${MODEL:-from mlres-train init}: $DESC; threads $THREADS, max-batch $MAX_BATCH, max-queue-delay ${DELAY_MS}ms, $CONFIG build, OMP_WAIT_POLICY=$OMP_WAIT_POLICY"
-echo "body: $(wc -c < "$WORK/body.json") bytes (one UINT8 image); wrk ${DURATION}s per level; client and server share $(nproc) cores"
+echo "bodies: JSON $(wc -c < "$WORK/body.json") bytes, binary $(wc -c < "$WORK/body.bin") bytes (one UINT8 image); wrk ${DURATION}s per level; client and server share $(nproc) cores"
 
-wrk -t 1 -c 1 -d 2s -s "$WORK/post.lua" "$URL" > /dev/null   # warm-up (plans, caches)
+wrk -t 1 -c 1 -d 2s -s "$WORK/post-json.lua" "$URL" > /dev/null     # warm-up (plans, caches)
+wrk -t 1 -c 1 -d 1s -s "$WORK/post-binary.lua" "$URL" > /dev/null
+curl -s -o /dev/null -w '%{http_code}' --data-binary @"$WORK/body.bin" -H "Inference-Header-Content-Length: $HEADER_LEN" "$URL" \
+  | grep -q 200 || die "the binary request was not answered 200"
 
-printf '\n| concurrency | req/s | p50 ms | p99 ms | non-2xx | avg batch |\n|---|---|---|---|---|---|\n'
-SERVED32=""
+cpu_s() { awk '{ printf "%.2f", ($14 + $15) / 100 }' "/proc/$SERVER_PID/stat"; }   # utime+stime, USER_HZ 100
+
+printf '\n| body | concurrency | req/s | p50 ms | p99 ms | non-2xx | avg batch | server CPU s | wrk CPU s |\n|---|---|---|---|---|---|---|---|---|\n'
+SERVED32_json="" SERVED32_binary=""
 for c in $CONCURRENCY; do
-  i0=$(metric mlres_inferences_total); e0=$(metric mlres_executions_total)
-  t=$(( c < 2 ? c : 2 ))
-  wrk -t "$t" -c "$c" -d "${DURATION}s" --latency -s "$WORK/post.lua" "$URL" > "$WORK/wrk-$c.txt"
-  i1=$(metric mlres_inferences_total); e1=$(metric mlres_executions_total)
-  rps=$(awk '/^Requests\/sec/ { print $2 }' "$WORK/wrk-$c.txt")
-  p50=$(to_ms "$(awk '$1 == "50%" { print $2 }' "$WORK/wrk-$c.txt")")
-  p99=$(to_ms "$(awk '$1 == "99%" { print $2 }' "$WORK/wrk-$c.txt")")
-  non2xx=$(awk '/Non-2xx/ { print $NF }' "$WORK/wrk-$c.txt"); non2xx=${non2xx:-0}
-  avg=$(awk -v a=$((i1 - i0)) -v b=$((e1 - e0)) 'BEGIN { if (b > 0) printf "%.1f", a / b; else print "-" }')
-  printf '| %s | %s | %s | %s | %s | %s |\n' "$c" "$rps" "$p50" "$p99" "$non2xx" "$avg"
-  [ "$c" = 32 ] && SERVED32=$rps
+  for mode in json binary; do
+    i0=$(metric mlres_inferences_total); e0=$(metric mlres_executions_total); s0=$(cpu_s)
+    t=$(( c < 2 ? c : 2 ))
+    out="$WORK/wrk-$mode-$c.txt"
+    if [ -x /usr/bin/time ]; then
+      /usr/bin/time -f '%U %S' -o "$WORK/time.txt" wrk -t "$t" -c "$c" -d "${DURATION}s" --latency -s "$WORK/post-$mode.lua" "$URL" > "$out"
+      wcpu=$(awk '{ printf "%.2f", $1 + $2 }' "$WORK/time.txt")
+    else
+      wrk -t "$t" -c "$c" -d "${DURATION}s" --latency -s "$WORK/post-$mode.lua" "$URL" > "$out"; wcpu="-"
+    fi
+    i1=$(metric mlres_inferences_total); e1=$(metric mlres_executions_total); s1=$(cpu_s)
+    rps=$(awk '/^Requests\/sec/ { print $2 }' "$out")
+    p50=$(to_ms "$(awk '$1 == "50%" { print $2 }' "$out")")
+    p99=$(to_ms "$(awk '$1 == "99%" { print $2 }' "$out")")
+    non2xx=$(awk '/Non-2xx/ { print $NF }' "$out"); non2xx=${non2xx:-0}
+    avg=$(awk -v a=$((i1 - i0)) -v b=$((e1 - e0)) 'BEGIN { if (b > 0) printf "%.1f", a / b; else print "-" }')
+    scpu=$(awk -v a="$s0" -v b="$s1" 'BEGIN { printf "%.1f", b - a }')
+    printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$mode" "$c" "$rps" "$p50" "$p99" "$non2xx" "$avg" "$scpu" "$wcpu"
+    [ "$c" = 32 ] && eval "SERVED32_$mode=$rps"
+  done
 done
+SERVED32=$SERVED32_binary
 
 # Offline batched inference of the same architecture: `mlres-train bench --mode infer` times the
 # engine's eval-mode forward on batches of --max-batch (it builds the network from the
@@ -162,8 +195,9 @@ if [ -z "$OFFLINE" ] && [ -x "$BIN/mlres-train" ]; then
 fi
 if [ -n "$OFFLINE" ] && [ -n "$SERVED32" ]; then
   echo
-  awk -v s="$SERVED32" -v o="$OFFLINE" -v b="$MAX_BATCH" 'BEGIN {
-    printf "offline batched inference (mlres-train bench --mode infer, batch %d): %.1f images/s; served at concurrency 32: %.1f images/s; ratio %.2f (target >= 0.7)\n", b, o, s, s / o }'
+  awk -v j="$SERVED32_json" -v s="$SERVED32_binary" -v o="$OFFLINE" -v b="$MAX_BATCH" 'BEGIN {
+    printf "offline batched inference (mlres-train bench --mode infer, batch %d): %.1f images/s\n", b, o
+    printf "served at concurrency 32: JSON %.1f images/s (ratio %.2f), binary %.1f images/s (ratio %.2f; target >= 0.7)\n", j, j / o, s, s / o }'
 else
   echo
   echo "offline batched inference: n/a (mlres-train bench --mode infer failed, see above; set OFFLINE_IPS to compare)"

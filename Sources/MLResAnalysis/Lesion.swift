@@ -135,7 +135,7 @@ public enum LesionStudy {
             row.removed = ids.map(\.description)
             do {
                 let (out, plan) = try Surgery.remove(ckpt, blocks: ids)
-                row.actions = ids.map { id in plan.actions.first { $0.block == id.description }?.action ?? "?" }
+                row.actions = ids.map { id in plan.actions.first { $0.block == id.description }?.action.rawValue ?? "?" }
                 row.blocksAfter = out.network.blocksDescription
                 return LesionEdit(row: row, result: .success(out))
             } catch let e as SurgeryError {

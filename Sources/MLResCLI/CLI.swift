@@ -57,4 +57,10 @@ extension DatasetKind: ExpressibleByArgument {
 }
 extension LabelSet: ExpressibleByArgument {}
 extension Surgery.FirstBlockPolicy: ExpressibleByArgument {}
-extension Surgery.StepPolicy: ExpressibleByArgument {}
+extension Surgery.StepPolicy: ExpressibleByArgument {
+    /// The raw values, and "paper" for `halve` (the paper's rule, as issue 17 names it).
+    public init?(argument: String) {
+        self.init(rawValue: argument == "paper" ? Surgery.StepPolicy.halve.rawValue : argument)
+    }
+    public static var allValueStrings: [String] { ["paper"] + allCases.map(\.rawValue) }
+}

@@ -29,6 +29,11 @@ func mixSeed(_ words: UInt64...) -> UInt64 {
 /// So a run resumes exactly from ``state`` (seed, epoch, position) alone, and a background thread
 /// can prepare the next batch without changing any result.
 ///
+/// Data parallelism: with `replicas` N > 1 the loader returns only this `replica`'s part of
+/// each batch, images `n·r/N ..< n·(r+1)/N` of it, with the draws they have in the whole batch
+/// (the draws of the images before the part are made and discarded), so the global batch of
+/// every step holds the same augmented images whatever the number of replicas.
+///
 /// `next()` always returns a batch: after the last batch of epoch `e` the position moves to
 /// epoch `e + 1`, batch 0. The last batch of an epoch is smaller when the dataset size is not a
 /// multiple of the batch size, unless `dropLast` (then those images are skipped that epoch).
@@ -41,6 +46,8 @@ public final class TrainingLoader: @unchecked Sendable {
     public let dropLast: Bool
     /// Prepare the next batch on a background thread while the caller uses the current one.
     public let prefetch: Bool
+    /// This process's part of every batch (data-parallel training): replica `replica` of `replicas`.
+    public let replica: Int, replicas: Int
 
     /// Epoch of the next batch (0-based).
     public private(set) var epoch: Int
@@ -56,7 +63,8 @@ public final class TrainingLoader: @unchecked Sendable {
     /// dataset, mean/std for another number of channels, or `dropLast` with fewer images than
     /// one batch.
     public init(dataset: Dataset, batchSize: Int, augmentation: Augmentation, standardizer: Standardizer,
-                seed: UInt64, dropLast: Bool = false, prefetch: Bool = false, epoch: Int = 0, position: Int = 0) throws {
+                seed: UInt64, dropLast: Bool = false, prefetch: Bool = false, epoch: Int = 0, position: Int = 0,
+                replica: Int = 0, replicas: Int = 1) throws {
         try checkBatching(dataset: dataset, batchSize: batchSize, standardizer: standardizer)
         guard !dropLast || dataset.count >= batchSize else {
             throw DatasetError.invalidRequest(detail:
@@ -68,6 +76,10 @@ public final class TrainingLoader: @unchecked Sendable {
         self.dataset = dataset; self.batchSize = batchSize; self.augmentation = augmentation
         self.standardizer = standardizer; self.seed = seed; self.dropLast = dropLast; self.prefetch = prefetch
         self.epoch = epoch; self.position = position
+        guard replicas >= 1, replica >= 0, replica < replicas else {
+            throw DatasetError.invalidRequest(detail: "replica \(replica) of \(replicas) does not exist")
+        }
+        self.replica = replica; self.replicas = replicas
         try restore(state)
     }
 
@@ -127,17 +139,20 @@ public final class TrainingLoader: @unchecked Sendable {
     /// Batch `index` of `epoch` given that epoch's order: a pure function.
     public func makeBatch(epoch e: Int, index b: Int, order: [Int32]) -> Batch {
         let start = b * batchSize
-        let n = min(batchSize, dataset.count - start)
+        let whole = min(batchSize, dataset.count - start)
+        let lo = whole * replica / replicas, hi = whole * (replica + 1) / replicas
+        let n = hi - lo
         let (c, h, w) = (dataset.channels, dataset.height, dataset.width)
         let size = c * h * w
         var rng = SplitMix64(seed: mixSeed(seed, UInt64(e), UInt64(b) + 1))
         var images = [Float](repeating: 0, count: n * size)
         var labels = [Int32](repeating: 0, count: n)
+        for _ in 0 ..< lo { _ = augmentation.draw(&rng) }  // the other replicas' images before ours
         dataset.images.withUnsafeBufferPointer { px in
             standardizer.lut.withUnsafeBufferPointer { lut in
                 images.withUnsafeMutableBufferPointer { out in
                     for k in 0 ..< n {
-                        let i = Int(order[start + k])
+                        let i = Int(order[start + lo + k])
                         labels[k] = dataset.labels[i]
                         let d = augmentation.draw(&rng)
                         writeAugmented(src: px.baseAddress! + i * size, dst: out.baseAddress! + k * size,

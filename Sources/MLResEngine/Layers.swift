@@ -222,11 +222,20 @@ final class BatchNormReLU {
     private let momentum: Float
     private let reduced: Int
 
+    /// Synchronised batch norm across data-parallel replicas (nil: this batch's statistics).
+    private let sync: SyncBatchNorm?
+
     init(state: BNState, x: Mem, y: Mem, training: Bool, epsilon: Float, momentum: Float,
-         dx: Mem?, dy: Mem?) throws {
+         dx: Mem?, dy: Mem?, replicas: ReplicaSum? = nil) throws {
         self.state = state; self.training = training; self.momentum = momentum
         let dims = x.md.dims
         reduced = Int(dims.0) * Int(dims.2) * Int(dims.3)
+        if training, let replicas {
+            sync = try SyncBatchNorm(state: state, x: x, y: y, epsilon: epsilon, dx: dx, dy: dy,
+                                     localCount: reduced, replicas: replicas)
+        } else {
+            sync = nil
+        }
         let flags = dnnl_use_scale.rawValue | dnnl_use_shift.rawValue | dnnl_fuse_norm_relu.rawValue
             | (training ? 0 : dnnl_use_global_stats.rawValue)
         var d = dnnl_batch_normalization_desc_t()
@@ -273,16 +282,27 @@ final class BatchNormReLU {
         guard training else { return }
         DNNLContext.shared.wait()
         let m = momentum
-        let unbias = reduced > 1 ? Float(reduced) / Float(reduced - 1) : 1
+        var mean = batchMean.floats, variance = batchVar.floats, count = reduced
+        if let sync {
+            // Local statistics → the global batch's, then normalise with those.
+            sync.forward(localMean: batchMean.floats, localVar: batchVar.floats)
+            mean = sync.mean.floats; variance = sync.variance.floats; count = sync.globalCount
+        }
+        let unbias = count > 1 ? Float(count) / Float(count - 1) : 1
         let rm = state.runningMean.floats, rv = state.runningVar.floats
         for c in 0..<state.channels {
-            rm[c] = (1 - m) * rm[c] + m * batchMean.floats[c]
-            rv[c] = (1 - m) * rv[c] + m * batchVar.floats[c] * unbias
+            rm[c] = (1 - m) * rm[c] + m * mean[c]
+            rv[c] = (1 - m) * rv[c] + m * variance[c] * unbias
         }
     }
 
-    /// Writes dx and the γ, β gradients (overwritten).
-    func backward() { bwd?.run() }
+    /// Writes dx and the γ, β gradients (overwritten). With synchronised batch norm, the γ, β
+    /// gradients are this replica's sums (the trainer sums them over replicas with every other
+    /// gradient) and dx is the exact gradient through the global batch statistics.
+    func backward() {
+        if let sync { sync.backward(); return }
+        bwd?.run()
+    }
 }
 
 /// dst = a·x + b·y elementwise over one shape (oneDNN `sum`, multi-threaded).

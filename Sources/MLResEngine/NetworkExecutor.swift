@@ -33,6 +33,8 @@ public final class NetworkExecutor {
     public private(set) var network: Network
     /// Training batch size.
     public let batchSize: Int
+    /// Synchronised batch norm across data-parallel replicas (nil: per-batch statistics).
+    public let replicaSum: ReplicaSum?
     /// SGD momentum μ (default 0.9) and weight decay (default 2e-4).
     public var momentum: Double = 0.9
     public var weightDecay: Double = 2e-4
@@ -56,21 +58,25 @@ public final class NetworkExecutor {
     private struct PlanKey: Hashable { let batch: Int; let mode: PlanMode }
     private var plans: [PlanKey: Plan] = [:]
     /// Bumped whenever parameters or BN statistics change, so plans re-prepare their weights.
-    private var version = 0
+    var version = 0
 
     /// - Parameters:
     ///   - network: the network to run; its parameters are copied in.
     ///   - batchSize: the training batch size (eval accepts any batch size).
     ///   - threads: oneDNN (OpenMP) threads; nil keeps the default, all cores.
     ///   - precision: fp32 (default) or bf16 compute; parameters stay fp32 either way.
+    ///   - replicaSum: synchronised batch norm across the replicas of a data-parallel job
+    ///     (see ``ReplicaSum``); nil: every batch norm uses this batch's statistics.
     /// - Throws: ``UnsupportedPrecision`` when this CPU has no native kernels for `precision`;
     ///   ``EngineError`` naming the tensor whose shape does not chain.
-    public init(network: Network, batchSize: Int, threads: Int? = nil, precision: Precision = .fp32) throws {
+    public init(network: Network, batchSize: Int, threads: Int? = nil, precision: Precision = .fp32,
+                replicaSum: ReplicaSum? = nil) throws {
         try precision.checkSupported()
         guard batchSize > 0 else { throw EngineError("batch size must be positive (got \(batchSize))") }
         self.precision = precision
         if let msg = network.architectureValue.validationError() { throw EngineError("network: \(msg)") }
         setEngineThreads(threads)
+        self.replicaSum = replicaSum
         self.network = network
         self.batchSize = batchSize
         let c0 = network.inputShape[0]
@@ -131,11 +137,24 @@ public final class NetworkExecutor {
         fcWeight = try Param(path: "model/head/fc/weight", shape: [k, prevC])
         fcBias = try Param(path: "model/head/fc/bias", shape: [k])
         try fcWeight.load(network.fcWeight); try fcBias.load(network.fcBias)
-        var ps: [Param] = [stem]
-        for bp in bps { ps += [bp.bn1.weight, bp.bn1.bias, bp.conv1, bp.bn2.weight, bp.bn2.bias, bp.conv2] }
-        ps += [headBN.weight, headBN.bias, fcWeight, fcBias]
-        params = ps
-        assert(ps.map(\.path) == network.trainablePaths)
+        // The parameter order is the trainable rows of MLResModel's tensor table.
+        let blockOf = Dictionary(uniqueKeysWithValues: zip(geos.map(\.id), bps))
+        let (stemP, headP, fcW, fcB) = (stem, headBN, fcWeight, fcBias)
+        params = network.tensorSlots.filter(\.trainable).map { slot -> Param in
+            switch slot {
+            case .stemConv: stemP
+            case .block(let id, let t):
+                switch t {
+                case .bn1(let f): blockOf[id]!.bn1.param(f)!
+                case .conv1: blockOf[id]!.conv1
+                case .bn2(let f): blockOf[id]!.bn2.param(f)!
+                case .conv2: blockOf[id]!.conv2
+                }
+            case .headBN(let f): headP.param(f)!
+            case .fcWeight: fcW
+            case .fcBias: fcB
+            }
+        }
     }
 
     private func plan(batch: Int, mode: PlanMode) throws -> Plan {

@@ -110,6 +110,15 @@ final class BNState {
         }
     }
 
+    /// The trainable parameter behind `t` (γ or β); nil for running statistics.
+    func param(_ t: BatchNormTensor) -> Param? {
+        switch t {
+        case .weight: weight
+        case .bias: bias
+        case .runningMean, .runningVar: nil
+        }
+    }
+
     func export() throws -> BatchNorm {
         BatchNorm(weight: try weight.valueTensor(), bias: try bias.valueTensor(),
                   runningMean: Tensor(shape: [channels], data: Array(UnsafeBufferPointer(start: runningMean.floats, count: channels))),

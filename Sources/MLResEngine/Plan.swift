@@ -71,7 +71,8 @@ final class BlockPlan {
     private let backAdd: Add?
 
     init(geo g: BlockGeometry, params: BlockParams, x: Mem, y: Mem, storage st: Storage,
-         mode: PlanMode, epsilon: Float, momentum: Float, dy: Mem?, dx: Mem?) throws {
+         mode: PlanMode, epsilon: Float, momentum: Float, dy: Mem?, dx: Mem?,
+         replicas: ReplicaSum? = nil) throws {
         self.geo = g; self.params = params; self.mode = mode
         self.x = x; self.y = y; self.dy = dy; self.dx = dx
         let n = st.batch
@@ -95,11 +96,11 @@ final class BlockPlan {
             let dF = g.changesShape ? dx! : try st.view(1, g.cin, g.inH, g.inW)
             self.dF = dF
             bn1 = try BatchNormReLU(state: params.bn1, x: x, y: a1, training: true, epsilon: epsilon,
-                                    momentum: momentum, dx: dF, dy: da1)
+                                    momentum: momentum, dx: dF, dy: da1, replicas: replicas)
             conv1 = try Conv3x3(weight: params.conv1, stride: g.stride, x: a1, y: z1, training: true,
                                 dx: da1, dy: dz1)
             bn2 = try BatchNormReLU(state: params.bn2, x: z1, y: a2, training: true, epsilon: epsilon,
-                                    momentum: momentum, dx: dz1, dy: da2)
+                                    momentum: momentum, dx: dz1, dy: da2, replicas: replicas)
             conv2 = try Conv3x3(weight: params.conv2, stride: 1, x: a2, y: y, training: true, dx: da2, dy: dy,
                                 scales: hScale, post: g.changesShape ? .sum : .add(x))
             f = nil; foldScale = nil; foldBias = nil; analyzeSum = nil
@@ -257,7 +258,8 @@ final class Plan {
         var bps: [BlockPlan] = []
         for (j, g) in geos.enumerated() {
             bps.append(try BlockPlan(geo: g, params: e.blockParams[j], x: ys[j], y: ys[j + 1], storage: st,
-                                     mode: mode, epsilon: eps, momentum: mom, dy: dys[j + 1], dx: dys[j]))
+                                     mode: mode, epsilon: eps, momentum: mom, dy: dys[j + 1], dx: dys[j],
+                                     replicas: e.replicaSum))
         }
         blocks = bps
         let cL: Int = geos.last?.cout ?? wStem
@@ -280,7 +282,7 @@ final class Plan {
             }
         }
         head = try BatchNormReLU(state: e.headBN, x: headIn, y: headOut, training: training, epsilon: eps,
-                                 momentum: mom, dx: dTop, dy: dHead)
+                                 momentum: mom, dx: dTop, dy: dHead, replicas: e.replicaSum)
         pool = GlobalAvgPool(batch: n, layout: ActLayout(channels: cL, height: hL, width: wL, block: e.block))
         let k = e.network.numClasses
         fc = FullyConnected(batch: n, inputs: cL, outputs: k)

@@ -14,38 +14,11 @@ enum CheckpointSchema {
     static let maxInputDim = 1 << 16
     static let maxClasses = 1 << 22
 
-    /// One tensor the architecture requires.
-    struct TensorSpec {
-        var path: String          // without leading slash, as Network.namedTensors
-        var shape: [Int]
-        var trainable: Bool
-    }
+    /// One tensor the architecture requires (a row of MLResModel's one tensor table).
+    typealias TensorSpec = MLResModel.TensorSpec
 
     /// Every model tensor of `arch`, in the canonical order of ``Network/namedTensors``.
-    static func tensors(_ arch: Architecture) -> [TensorSpec] {
-        var out = [TensorSpec(path: "model/stem/conv/weight",
-                              shape: [arch.widths[0], arch.inputShape[0], 3, 3], trainable: true)]
-        func bn(_ prefix: String, _ c: Int) {
-            for n in ["weight", "bias", "running_mean", "running_var"] {
-                out.append(TensorSpec(path: "\(prefix)/\(n)", shape: [c], trainable: !n.hasPrefix("running")))
-            }
-        }
-        for s in arch.blocks.indices {
-            for b in 0..<arch.blocks[s] {
-                let (cin, cout, _) = arch.blockShape(stage: s, block: b)
-                let p = "model/stages/\(s)/blocks/\(b)"
-                bn("\(p)/bn1", cin)
-                out.append(TensorSpec(path: "\(p)/conv1/weight", shape: [cout, cin, 3, 3], trainable: true))
-                bn("\(p)/bn2", cout)
-                out.append(TensorSpec(path: "\(p)/conv2/weight", shape: [cout, cout, 3, 3], trainable: true))
-            }
-        }
-        let last = arch.widths[arch.widths.count - 1]
-        bn("model/head/bn", last)
-        out.append(TensorSpec(path: "model/head/fc/weight", shape: [arch.numClasses, last], trainable: true))
-        out.append(TensorSpec(path: "model/head/fc/bias", shape: [arch.numClasses], trainable: true))
-        return out
-    }
+    static func tensors(_ arch: Architecture) -> [TensorSpec] { arch.tensorTable }
 
     /// Checks the architecture numbers: positive, bounded, consistent; nil when fine.
     static func architectureProblem(_ arch: Architecture) -> String? {

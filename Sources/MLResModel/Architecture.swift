@@ -61,20 +61,6 @@ public struct Architecture: Sendable, Equatable {
         if s == 0 { return (widths[0], cout, 1) }
         return (widths[s - 1], cout, 2)
     }
-
-    /// Trainable parameter count, computed from the shapes alone (Table 5 of the paper).
-    public var parameterCount: Int {
-        var n = widths[0] * inputShape[0] * 9
-        for s in blocks.indices {
-            for b in 0..<blocks[s] {
-                let (cin, cout, _) = blockShape(stage: s, block: b)
-                n += 2 * cin + cout * cin * 9 + 2 * cout + cout * cout * 9
-            }
-        }
-        let last = widths[widths.count - 1]
-        n += 2 * last + last * numClasses + numClasses
-        return n
-    }
 }
 
 extension Network {
@@ -90,35 +76,41 @@ extension Network {
     /// bias), every h = `h`. The same seed gives the same tensors, bit for bit.
     public static func initialized(_ arch: Architecture, seed: UInt64, h: Double = 1) -> Network {
         var rng = SplitMix64(seed: seed)
-        func heNormal(_ shape: [Int]) -> Tensor {
-            let fanIn = shape[1] * shape[2] * shape[3]
-            let std = (2.0 / Double(fanIn)).squareRoot()
-            var t = Tensor(shape: shape)
-            for i in t.data.indices { t.data[i] = Float(rng.nextNormal() * std) }
-            return t
-        }
-        let c = arch.inputShape[0]
-        let stem = heNormal([arch.widths[0], c, 3, 3])
-        var stages: [Stage] = []
-        for s in arch.blocks.indices {
-            var blocks: [ResidualBlock] = []
-            for b in 0..<arch.blocks[s] {
-                let (cin, cout, stride) = arch.blockShape(stage: s, block: b)
-                blocks.append(ResidualBlock(
-                    h: h, stride: stride, inChannels: cin, outChannels: cout, origin: "init",
-                    bn1: BatchNorm(channels: cin), conv1: heNormal([cout, cin, 3, 3]),
-                    bn2: BatchNorm(channels: cout), conv2: heNormal([cout, cout, 3, 3])))
+        // Walk the tensor table in its canonical order (stem, conv1/conv2 of every block, fc
+        // weight, fc bias: the order of the random draws), filling each slot by its init rule.
+        var net = Network(zeros: arch, h: h)
+        for spec in arch.tensorTable {
+            var t = net[spec.slot]
+            switch spec.slot {
+            case .stemConv, .block(_, .conv1), .block(_, .conv2):
+                let fanIn = spec.shape[1] * spec.shape[2] * spec.shape[3]
+                let std = (2.0 / Double(fanIn)).squareRoot()
+                for i in t.data.indices { t.data[i] = Float(rng.nextNormal() * std) }
+            case .fcWeight, .fcBias:
+                let bound = 1.0 / Double(arch.widths[arch.widths.count - 1]).squareRoot()
+                for i in t.data.indices { t.data[i] = Float(rng.nextUniform(-bound, bound)) }
+            case .block, .headBN:
+                continue   // fresh BN: weight 1, bias 0, running 0 and 1
             }
-            stages.append(Stage(width: arch.widths[s], blocks: blocks))
+            net[spec.slot] = t
+        }
+        return net
+    }
+
+    /// A network of `arch` with every conv and the classifier zero, fresh BN layers and every
+    /// h = `h`: the tensor table's shapes, before any initialisation.
+    public init(zeros arch: Architecture, h: Double = 1) {
+        let stages = arch.blocks.indices.map { s in
+            Stage(width: arch.widths[s], blocks: (0..<arch.blocks[s]).map { b in
+                let (cin, cout, stride) = arch.blockShape(stage: s, block: b)
+                return ResidualBlock(h: h, stride: stride, inChannels: cin, outChannels: cout)
+            })
         }
         let last = arch.widths[arch.widths.count - 1]
-        let bound = 1.0 / Double(last).squareRoot()
-        var fcW = Tensor(shape: [arch.numClasses, last])
-        for i in fcW.data.indices { fcW.data[i] = Float(rng.nextUniform(-bound, bound)) }
-        var fcB = Tensor(shape: [arch.numClasses])
-        for i in fcB.data.indices { fcB.data[i] = Float(rng.nextUniform(-bound, bound)) }
-        return Network(inputShape: arch.inputShape, numClasses: arch.numClasses, stem: stem,
-                       stages: stages, headBN: BatchNorm(channels: last),
-                       fcWeight: fcW, fcBias: fcB)
+        self.init(inputShape: arch.inputShape, numClasses: arch.numClasses,
+                  stem: Tensor(shape: arch.shape(of: .stemConv)), stages: stages,
+                  headBN: BatchNorm(channels: last),
+                  fcWeight: Tensor(shape: arch.shape(of: .fcWeight)),
+                  fcBias: Tensor(shape: arch.shape(of: .fcBias)))
     }
 }

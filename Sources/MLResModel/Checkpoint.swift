@@ -106,6 +106,32 @@ public enum JSONValue: Sendable, Equatable, Codable, CustomStringConvertible {
     public var description: String { jsonText }
 }
 
+/// The operations mlres records in a checkpoint's lineage, by their stored names.
+///
+/// A file may also hold events another tool wrote: ``LineageEvent/op`` keeps the stored text
+/// as it is, and ``LineageEvent/kind`` is nil for a name this enum does not know.
+public enum LineageOp: String, CaseIterable, Sendable, Codable {
+    /// A freshly initialised network (`mlres-train init`, or a new training run).
+    case initialize = "init"
+    /// Training epochs (`mlres-train`).
+    case train
+    /// Surgery (`mlres-surgery`), see ``Surgery``.
+    case interpolate, remove, shuffle
+    case setH = "set-h"
+    case coarsen
+    /// Batch-norm running statistics re-estimated from training batches (issue 17).
+    case recalibrate
+
+    /// True for the operations that change the network's structure or step sizes, after which
+    /// a resumed run starts a new cycle.
+    public var changesNetwork: Bool {
+        switch self {
+        case .interpolate, .remove, .shuffle, .setH, .coarsen: true
+        case .initialize, .train, .recalibrate: false
+        }
+    }
+}
+
 /// One lineage entry: `{"op", "args", "at", "tool", "parent_sha256"}`.
 public struct LineageEvent: Sendable, Equatable, Codable {
     public var op: String
@@ -119,10 +145,36 @@ public struct LineageEvent: Sendable, Equatable, Codable {
         case parentSHA256 = "parent_sha256"
     }
 
+    /// An event with a stored op name (as read from a file, possibly another tool's).
     public init(op: String, args: [String: JSONValue] = [:], at: String = LineageEvent.now(),
                 tool: String = MLRes.tool, parentSHA256: String? = nil) {
         self.op = op; self.args = args; self.at = at; self.tool = tool
         self.parentSHA256 = parentSHA256
+    }
+
+    /// An event of one of mlres's own operations.
+    public init(_ op: LineageOp, args: [String: JSONValue] = [:], at: String = LineageEvent.now(),
+                tool: String = MLRes.tool, parentSHA256: String? = nil) {
+        self.init(op: op.rawValue, args: args, at: at, tool: tool, parentSHA256: parentSHA256)
+    }
+
+    /// The operation, when it is one mlres knows (nil for another tool's event).
+    public var kind: LineageOp? { LineageOp(rawValue: op) }
+
+    /// The `init` event that starts the lineage of a freshly initialised network
+    /// (``Network/initialized(_:seed:h:)`` with the same `arch`, `seed` and `h`), for
+    /// `mlres-train init` and a training run without `--resume` alike: args `blocks`, `widths`,
+    /// `classes`, `input_shape`, `seed`, `h`, and `compress` when the file was written by
+    /// `mlres-train init`.
+    public static func initialization(_ arch: Architecture, seed: UInt64, h: Double = 1,
+                                      compress: Bool? = nil) -> LineageEvent {
+        var args: [String: JSONValue] = [
+            "blocks": .array(arch.blocks.map { .int($0) }), "widths": .array(arch.widths.map { .int($0) }),
+            "classes": .int(arch.numClasses), "input_shape": .array(arch.inputShape.map { .int($0) }),
+            "seed": .int(Int(truncatingIfNeeded: seed)), "h": .double(h),
+        ]
+        if let compress { args["compress"] = .bool(compress) }
+        return LineageEvent(.initialize, args: args)
     }
 
     /// The event as one line of compact JSON (sorted keys), as stored in `/lineage`.
@@ -155,10 +207,9 @@ extension Checkpoint {
     /// True when the last lineage event that changes the network came after the last "train"
     /// event: the file was edited by surgery since it was trained, so a resume starts a new cycle.
     public var editedSinceTraining: Bool {
-        let structural: Set<String> = ["interpolate", "remove", "shuffle", "set-h"]
         for e in lineage.reversed() {
-            if e.op == "train" { return false }
-            if structural.contains(e.op) { return true }
+            if e.kind == .train { return false }
+            if e.kind?.changesNetwork == true { return true }
         }
         return false
     }

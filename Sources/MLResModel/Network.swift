@@ -61,23 +61,36 @@ public struct ResidualBlock: Sendable, Equatable {
         self.init(h: h, stride: stride, inChannels: inChannels, outChannels: outChannels,
                   origin: origin,
                   bn1: BatchNorm(channels: inChannels),
-                  conv1: Tensor(shape: [outChannels, inChannels, 3, 3]),
+                  conv1: Tensor(shape: BlockTensor.conv1.shape(inChannels: inChannels, outChannels: outChannels)),
                   bn2: BatchNorm(channels: outChannels),
-                  conv2: Tensor(shape: [outChannels, outChannels, 3, 3]))
+                  conv2: Tensor(shape: BlockTensor.conv2.shape(inChannels: inChannels, outChannels: outChannels)))
     }
 
     /// True when the block changes the feature shape (stride 2 or Cin ≠ Cout): its shortcut
     /// is the parameter-free subsample + zero-pad, and it cannot be deleted or moved.
     public var changesShape: Bool { stride != 1 || inChannels != outChannels }
 
-    /// Channel at which the shortcut places the Cin input channels inside the Cout output:
-    /// the zero padding is split evenly, `(Cout − Cin) / 2` zero channels before the input
+    /// Channel at which the shortcut places the Cin input channels inside the Cout output,
+    /// by ``Network/shortcutPlacement``: `(Cout − Cin) / 2` zero channels before the input
     /// and the rest after (the classic CIFAR ResNet "option A").
-    public var shortcutChannelOffset: Int { (outChannels - inChannels) / 2 }
+    public var shortcutChannelOffset: Int {
+        Network.shortcutPlacement.channelOffset(inChannels: inChannels, outChannels: outChannels)
+    }
+}
 
-    /// Trainable parameters (running statistics excluded).
-    public var parameterCount: Int {
-        2 * inChannels + outChannels * inChannels * 9 + 2 * outChannels + outChannels * outChannels * 9
+/// Where the parameter-free zero-pad shortcut of a block that widens from Cin to Cout channels
+/// puts the Cin input channels among the Cout output channels (the rest are zero).
+/// Two readers that pad differently compute different logits from the same file.
+public enum ShortcutPlacement: String, CaseIterable, Sendable, Codable {
+    /// `(Cout − Cin) / 2` zero channels before the input and the rest after (classic CIFAR
+    /// ResNet "option A", mlres since format v1: the rule for files that do not say).
+    case splitEven = "split-even"
+
+    /// Index of the first output channel holding input channel 0.
+    public func channelOffset(inChannels cin: Int, outChannels cout: Int) -> Int {
+        switch self {
+        case .splitEven: (cout - cin) / 2
+        }
     }
 }
 
@@ -130,6 +143,9 @@ public struct Network: Sendable, Equatable {
     public static let architecture = "preact-resnet"
     /// Always "zero-pad": the parameter-free shortcut of format v1.
     public static let shortcut = "zero-pad"
+    /// Where the zero-pad shortcut puts the input channels: the only placement mlres computes
+    /// (a checkpoint records it so that a reader padding elsewhere can refuse the file).
+    public static let shortcutPlacement = ShortcutPlacement.splitEven
 
     public var stageWidths: [Int] { stages.map(\.width) }
     public var stageBlocks: [Int] { stages.map(\.blocks.count) }
@@ -138,14 +154,6 @@ public struct Network: Sendable, Equatable {
     public var stepSizes: [[Double]] { stages.map { $0.blocks.map(\.h) } }
     /// "2-2-2" style description of the depth.
     public var blocksDescription: String { stageBlocks.map(String.init).joined(separator: "-") }
-
-    /// Trainable parameters (running statistics excluded), as the paper's Table 5 counts them.
-    public var parameterCount: Int {
-        var n = stem.count
-        for stage in stages { for b in stage.blocks { n += b.parameterCount } }
-        n += 2 * headBN.channels + fcWeight.count + fcBias.count
-        return n
-    }
 
     /// The block at `id`, or nil when the id does not exist.
     public func block(_ id: BlockID) -> ResidualBlock? {

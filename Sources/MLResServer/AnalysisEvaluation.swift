@@ -47,7 +47,8 @@ public enum AnalysisEvaluation {
         guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDir), isDir.boolValue else {
             throw AnalysisError("dataset \(kind.rawValue): no folder \(directory) (--data-dir holds one folder per dataset)")
         }
-        let dataset = try DatasetSelection(kind: kind, dataDirectory: directory).load(.test)
+        let coarse = try coarseLabels(request.labels, kind: kind, network: checkpoint.network)
+        let dataset = try DatasetSelection(kind: kind, dataDirectory: directory, coarseLabels: coarse).load(.test)
         let scorer = try MLResAnalysis.Evaluator(dataset: dataset, batchSize: batchSize, threads: threads)
         if let m = scorer.mismatch(checkpoint.network, name: path) {
             throw AnalysisError(m + " (dataset \(kind.rawValue))")
@@ -68,6 +69,19 @@ public enum AnalysisEvaluation {
                 batch: batchSize, threads: threads, results: [report]))
         }
         return try JSONDecoder().decode(JSONValue.self, from: Data(text.utf8))
+    }
+
+    /// Whether to score with CIFAR-100's 20 coarse labels: as the request's `labels` says, else
+    /// as the checkpoint's network was trained (20 classes on CIFAR-100 are the coarse set).
+    static func coarseLabels(_ labels: String?, kind: DatasetKind, network: Network) throws -> Bool {
+        switch labels {
+        case "coarse"?:
+            guard kind == .cifar100 else { throw AnalysisError("labels: \"coarse\" applies to cifar100 only (dataset \(kind.rawValue))") }
+            return true
+        case "fine"?: return false
+        case nil: return kind == .cifar100 && network.numClasses == 20
+        case let other?: throw AnalysisError("labels: '\(other)': expected \"fine\" or \"coarse\"")
+        }
     }
 
     /// The `lesion` object of an evaluation request.

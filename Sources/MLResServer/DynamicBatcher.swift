@@ -23,6 +23,9 @@ public enum BatchError: Error, CustomStringConvertible, Sendable {
     case stopped
     /// The model was reloaded with another input shape after the request was checked.
     case shapeChanged(expected: [Int], got: [Int])
+    /// The request named a model version (`/versions/V/infer`) and the model was reloaded to
+    /// another version while the request waited.
+    case versionChanged(requested: Int, now: Int)
     /// The backend threw.
     case backend(String)
 
@@ -32,6 +35,8 @@ public enum BatchError: Error, CustomStringConvertible, Sendable {
         case .stopped: "the model is being unloaded or the server is shutting down"
         case .shapeChanged(let e, let g):
             "the model was reloaded with input shape \(Tensor.describe(e)), request has \(Tensor.describe(g))"
+        case .versionChanged(let r, let n):
+            "version '\(r)' was replaced by version '\(n)' (a reload) while the request waited"
         case .backend(let m): "inference failed: \(m)"
         }
     }
@@ -42,6 +47,8 @@ public struct BatchResult: Sendable {
     public var logits: [Float]
     public var numClasses: Int
     public var modelVersion: Int
+    /// The class names of the checkpoint that ran the batch (labels of the classification extension).
+    public var classNames: [String]?
 }
 
 /// Running totals of one model's batcher (since the server started, across reloads).
@@ -62,6 +69,7 @@ struct ServingModel: Sendable {
     var numClasses: Int
     var inputMean: [Float]
     var inputStd: [Float]
+    var classNames: [String]?
     var backend: any InferenceBackend
 }
 
@@ -78,6 +86,7 @@ public final class DynamicBatcher: @unchecked Sendable {
         var pixels: [Float]          // values in [0, 1], N×C×H×W
         var count: Int
         var shape: [Int]             // C, H, W
+        var version: Int?            // the model version the request requires, if any
         var enqueued: ContinuousClock.Instant
         var reply: @Sendable (Result<BatchResult, BatchError>) -> Void
     }
@@ -115,8 +124,9 @@ public final class DynamicBatcher: @unchecked Sendable {
 
     /// Queues `count` images (pixels scaled to [0, 1], N×C×H×W with `shape` = C,H,W) and returns
     /// their logits once their batch ran. Throws ``BatchError/queueFull`` at once when the queue
-    /// has no room.
-    public func submit(pixels: [Float], count: Int, shape: [Int]) async throws -> BatchResult {
+    /// has no room, ``BatchError/versionChanged`` when `version` is given and another version
+    /// runs the batch.
+    public func submit(pixels: [Float], count: Int, shape: [Int], version: Int? = nil) async throws -> BatchResult {
         try await withCheckedThrowingContinuation { (cont: CheckedContinuation<BatchResult, any Error>) in
             condition.lock()
             if stopping {
@@ -132,7 +142,7 @@ public final class DynamicBatcher: @unchecked Sendable {
                 cont.resume(throwing: BatchError.queueFull(queued: q, limit: options.maxQueue))
                 return
             }
-            queue.append(Pending(pixels: pixels, count: count, shape: shape,
+            queue.append(Pending(pixels: pixels, count: count, shape: shape, version: version,
                                  enqueued: .now, reply: { cont.resume(with: $0.mapError { $0 as any Error }) }))
             queuedImages += count
             condition.signal()
@@ -204,7 +214,8 @@ public final class DynamicBatcher: @unchecked Sendable {
             let wait = r.enqueued.duration(to: start)
             queueNanos += Self.nanoseconds(wait)
             metrics.queued(model: name, wait: wait)
-            if r.shape == m.inputShape { ok.append(r) }
+            if let v = r.version, v != m.version { r.reply(.failure(.versionChanged(requested: v, now: m.version))) }
+            else if r.shape == m.inputShape { ok.append(r) }
             else { r.reply(.failure(.shapeChanged(expected: m.inputShape, got: r.shape))) }
         }
         var computeNanos: Int64 = 0
@@ -272,7 +283,7 @@ public final class DynamicBatcher: @unchecked Sendable {
             } else {
                 let k = m.numClasses
                 r.reply(.success(BatchResult(logits: Array(logits[at * k ..< (at + r.count) * k]),
-                                             numClasses: k, modelVersion: m.version)))
+                                             numClasses: k, modelVersion: m.version, classNames: m.classNames)))
             }
             at += r.count
         }

@@ -14,6 +14,9 @@ public struct EvaluationRequest: Sendable {
     public var dataDir: String
     /// Optional lesion specification, passed through as given.
     public var lesion: JSONValue?
+    /// CIFAR-100's label set, "fine" or "coarse" (`--labels` of the CLI evaluators); nil: the
+    /// label set the checkpoint records, else fine.
+    public var labels: String? = nil
 }
 
 /// Runs one evaluation and returns the same JSON value as `mlres-eval score`.
@@ -39,6 +42,7 @@ public struct EvaluationJob: Sendable {
             "created_at": .string(Self.iso(createdAt)),
         ]
         if let l = request.lesion { o["lesion"] = l }
+        if let l = request.labels { o["labels"] = .string(l) }
         if let s = startedAt { o["started_at"] = .string(Self.iso(s)) }
         if let f = finishedAt { o["finished_at"] = .string(Self.iso(f)) }
         if let r = result { o["result"] = r }

@@ -3,8 +3,8 @@ import MLResModel
 /// Something that turns a batch of standardised images into logits.
 ///
 /// The server does all request handling, batching and input standardisation; a backend only
-/// runs the network. The oneDNN engine and ``ReferenceBackend`` both conform, and the model
-/// repository builds one per loaded checkpoint through its ``ModelLoader``.
+/// runs the network. The oneDNN engine (``EngineBackend``) conforms; the model repository builds
+/// one per loaded checkpoint through its ``ModelLoader``.
 public protocol InferenceBackend: Sendable {
     /// C, H, W of one image.
     var inputShape: [Int] { get }
@@ -21,7 +21,7 @@ public struct LoadedModel: Sendable {
     public var network: Network
     /// What runs the forward pass.
     public var backend: any InferenceBackend
-    /// Short name of the backend kind, reported in metadata (e.g. "reference", "onednn").
+    /// Short name of the backend kind, reported in metadata (e.g. "onednn").
     public var backendName: String
     /// SHA-256 of the exact bytes the network was read from, when the loader read a file
     /// (``CheckpointIO/load(path:)``); nil lets the repository hash the file itself.

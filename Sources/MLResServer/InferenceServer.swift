@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import HummingbirdCore
 import MLResModel
 import NIOCore
 import ServiceLifecycle
@@ -50,8 +51,18 @@ public final class InferenceServer: Sendable {
     public func run(handleSignals: Bool = false,
                     onListening: @escaping @Sendable (_ port: Int) async -> Void = { _ in }) async throws {
         await repository.loadAll()
+        let requestTimeout = TimeAmount.nanoseconds(DynamicBatcher.nanoseconds(configuration.requestTimeout))
+        let idleTimeout = TimeAmount.nanoseconds(DynamicBatcher.nanoseconds(configuration.idleTimeout))
+        let metrics = self.metrics
         let app = Application(
             responder: ServerResponder(server: self),
+            server: HTTPServerBuilder { responder in
+                DeadlineHTTP1Channel(inner: HTTP1Channel(responder: responder), requestTimeout: requestTimeout,
+                                     idleTimeout: idleTimeout) { status, method, path in
+                    let endpoint = path.flatMap { Route.parse(String($0.prefix { $0 != "?" }))?.template } ?? "other"
+                    metrics.request(method: ServerMetrics.methodLabel(method ?? "other"), endpoint: endpoint, status: status)
+                }
+            },
             configuration: .init(address: .hostname(configuration.host, port: configuration.port),
                                  serverName: "mlres/\(MLRes.version)"),
             onServerRunning: { [self] channel in

@@ -151,6 +151,8 @@ public struct JSONParser {
             guard skipDigits() > 0 else { throw error("expected digits in the exponent") }
         }
         if isInteger && intDigits <= 18 { return .int(negative ? -value : value) }
+        // 19 digits may still fit in Int (|Int.min| = 9223372036854775808): exact, not via Double.
+        if isInteger && intDigits == 19, let v = Int(String(decoding: bytes[start ..< i], as: UTF8.self)) { return .int(v) }
         // The token is a valid JSON number; strtod stops at its end (the buffer is 0-terminated).
         let d = bytes.withUnsafeBufferPointer { buf -> Double in
             buf.baseAddress!.withMemoryRebound(to: CChar.self, capacity: buf.count) { strtod($0 + start, nil) }
@@ -238,8 +240,4 @@ enum JSONWriter {
         }
         return out + "\""
     }
-
-    /// A number; non-finite values (not JSON) are written as null.
-    static func number(_ x: Float) -> String { x.isFinite ? "\(x)" : "null" }
-    static func number(_ x: Double) -> String { x.isFinite ? "\(x)" : "null" }
 }

@@ -22,9 +22,4 @@ public enum ModelLoaders {
     public static let engine: ModelLoader = checkpoint(backendName: "onednn") { network, options in
         try EngineBackend(network: network, threads: options.threads, maxBatch: options.maxBatch)
     }
-
-    /// Checkpoint file + the plain-Swift ``ReferenceBackend``.
-    public static let reference: ModelLoader = checkpoint(backendName: "reference") { network, options in
-        ReferenceBackend(network: network, threads: options.threads)
-    }
 }

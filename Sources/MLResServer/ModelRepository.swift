@@ -300,7 +300,8 @@ public final class ModelRepository: @unchecked Sendable {
             let serving = ServingModel(version: version, inputShape: loaded.network.inputShape,
                                        numClasses: loaded.network.numClasses,
                                        inputMean: loaded.network.inputMean,
-                                       inputStd: loaded.network.inputStd, backend: loaded.backend)
+                                       inputStd: loaded.network.inputStd, classNames: loaded.network.classNames,
+                                       backend: loaded.backend)
             if let b = s.batcher { b.replace(serving) }
             else { s.batcher = DynamicBatcher(name: name, model: serving, options: batching, metrics: metrics) }
             s.info = info; s.stamp = stamp; s.lastError = nil; s.failedStamp = nil

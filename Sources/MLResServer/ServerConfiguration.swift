@@ -17,14 +17,21 @@ public struct ServerConfiguration: Sendable {
     public var pollInterval: Duration?
     /// Where evaluation jobs find datasets (`--data-dir`).
     public var dataDirectory: String?
+    /// Longest time a request's head may take to arrive (from its first byte), and its body
+    /// (from the head); 408 and close otherwise (`--request-timeout-s`).
+    public var requestTimeout: Duration
+    /// Longest time a keep-alive connection may stay open without a request (`--idle-timeout-s`).
+    public var idleTimeout: Duration
 
     public init(modelsDirectory: String, host: String = "127.0.0.1", port: Int = 8080,
                 batching: BatchingOptions = .init(), maxBodyBytes: Int = 16 << 20,
                 threads: Int = ProcessInfo.processInfo.activeProcessorCount,
-                pollInterval: Duration? = nil, dataDirectory: String? = nil) {
+                pollInterval: Duration? = nil, dataDirectory: String? = nil,
+                requestTimeout: Duration = .seconds(30), idleTimeout: Duration = .seconds(60)) {
         self.modelsDirectory = modelsDirectory; self.host = host; self.port = port
         self.batching = batching; self.maxBodyBytes = maxBodyBytes; self.threads = threads
         self.pollInterval = pollInterval; self.dataDirectory = dataDirectory
+        self.requestTimeout = requestTimeout; self.idleTimeout = idleTimeout
     }
 
     /// The first problem with the values, naming the flag, or nil.
@@ -40,6 +47,8 @@ public struct ServerConfiguration: Sendable {
         if maxBodyBytes < 1 { return "--max-body-mb: must be positive" }
         if threads < 1 { return "--threads \(threads): must be at least 1" }
         if let p = pollInterval, p <= .zero { return "--poll-seconds: must be positive" }
+        if requestTimeout <= .zero { return "--request-timeout-s: must be positive" }
+        if idleTimeout <= .zero { return "--idle-timeout-s: must be positive" }
         return nil
     }
 }

@@ -6,9 +6,12 @@ struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Serve checkpoints over HTTP (Open Inference Protocol v2) with dynamic batching.",
         discussion: """
-        Serves every valid NAME.h5 of --models. Endpoints: /v2/health/{live,ready}, /v2/models/NAME,
-        /v2/models/NAME/{ready,infer,stats}, /v2/repository/models/NAME/load, /v1/evaluations,
-        /metrics. SIGTERM or SIGINT: stop accepting, finish queued work, exit 0. See docs/server.md.
+        Serves every valid NAME.h5 of --models. Endpoints: /v2, /v2/health/{live,ready},
+        /v2/models/NAME[/versions/V], /v2/models/NAME[/versions/V]/{ready,infer,config,stats},
+        /v2/repository/models/NAME/{load,unload}, /v1/evaluations, /metrics. Triton's binary tensor
+        data and classification extensions; gzip/deflate request bodies. SIGTERM or SIGINT: stop
+        accepting, drop requests whose body has not arrived, finish queued work, exit 0.
+        See docs/server.md.
         """)
 
     @Option(help: "Folder of NAME.h5 checkpoints to serve.")
@@ -41,14 +44,11 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Folder of datasets for /v1/evaluations jobs: one folder per dataset (cifar10/, fashion-mnist/, ...).")
     var dataDir: String?
 
-    @Option(help: "Inference backend: onednn (the engine) or reference (plain Swift, slow; a fallback).")
-    var backend: String = "onednn"
+    @Option(help: "Seconds a request's head (from its first byte) and its body (from the head) may take to arrive; HTTP 408 and close after.")
+    var requestTimeoutS: Double = 30
 
-    func validate() throws {
-        if !["onednn", "reference"].contains(backend) {
-            throw ValidationError("--backend \(backend): expected onednn or reference")
-        }
-    }
+    @Option(help: "Seconds an idle keep-alive connection stays open.")
+    var idleTimeoutS: Double = 60
 
     /// libgomp (loaded with oneDNN when the process starts) reads OMP_WAIT_POLICY once, in its
     /// load-time constructor, so setting it from `run` would be too late. When it is unset the
@@ -74,19 +74,24 @@ struct Serve: AsyncParsableCommand {
         if let p = pollSeconds, !(p.isFinite && p > 0) {
             throw ValidationError("--poll-seconds \(p): must be a positive number of seconds")
         }
+        for (flag, v) in [("--request-timeout-s", requestTimeoutS), ("--idle-timeout-s", idleTimeoutS)]
+        where !(v.isFinite && v > 0 && v < 1e6) {
+            throw ValidationError("\(flag) \(v): must be a positive number of seconds")
+        }
         let config = ServerConfiguration(
             modelsDirectory: models, host: host, port: port,
             batching: BatchingOptions(maxBatch: maxBatch, maxQueueDelay: .microseconds(Int64(maxQueueDelayMs * 1000)),
                                       maxQueue: maxQueue),
             maxBodyBytes: Int(maxBodyMb * 1024 * 1024), threads: threads,
-            pollInterval: pollSeconds.map { .milliseconds(Int64($0 * 1000)) }, dataDirectory: dataDir)
+            pollInterval: pollSeconds.map { .milliseconds(Int64($0 * 1000)) }, dataDirectory: dataDir,
+            requestTimeout: .milliseconds(Int64(requestTimeoutS * 1000)),
+            idleTimeout: .milliseconds(Int64(idleTimeoutS * 1000)))
         if let problem = config.validationError() { throw ValidationError(problem) }
         let server: InferenceServer
         do {
-            // Backend choice: the oneDNN engine unless --backend reference. Evaluation jobs score
-            // with the MLResAnalysis code path of `mlres-eval score`.
-            let loader = backend == "reference" ? ModelLoaders.reference : ModelLoaders.engine
-            server = try InferenceServer(configuration: config, loader: loader,
+            // The oneDNN engine serves; evaluation jobs score with the MLResAnalysis code path of
+            // `mlres-eval score`.
+            server = try InferenceServer(configuration: config, loader: ModelLoaders.engine,
                                          evaluator: AnalysisEvaluation.evaluator(threads: threads))
         } catch let e as ServerSetupError {
             throw ValidationError(e.description)

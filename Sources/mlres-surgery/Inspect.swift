@@ -4,10 +4,9 @@ import Foundation
 import MLResHDF5
 import MLResModel
 
-/// Prints `error: <file>: <message>` on stderr and fails with exit code 2 (an unreadable
-/// checkpoint, docs/surgery.md).
+/// Prints `error: <file>: <message>` on stderr and fails with exit code 2 (unreadable checkpoint).
 func failWithCheckpointError(_ e: CheckpointError) -> ExitCode {
-    surgeryFailure(e.file, e.message)
+    cliFailure("\(e)")
 }
 
 /// `mlres-surgery inspect CKPT [--json]`: what a checkpoint holds, after full validation.

@@ -1,6 +1,6 @@
 import ArgumentParser
-import MLResCLI
 import MLResEngine
+import MLResCLI
 import MLResModel
 
 /// The architecture named by the `--blocks`, `--widths`, `--input-shape` and `--classes` flags,

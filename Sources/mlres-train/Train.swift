@@ -1,6 +1,7 @@
 import ArgumentParser
 import MLResCLI
 import Foundation
+import MLResDistributed
 import MLResModel
 import MLResData
 import MLResTraining
@@ -57,6 +58,8 @@ struct Train: ParsableCommand {
     @Option(help: "Continue from a checkpoint: RUN/last.h5, a cycle-K.h5, a surgery output or an init file.")
     var resume: String?
     @Flag(help: "Start a new run in a folder that already holds one.") var force = false
+    @Flag(name: .customLong("sync-bn"), help: "Under mpirun: batch-norm statistics over the global batch (default: each rank's slice).")
+    var syncBN = false
 
     func run() throws {
         var r = TrainRequest()
@@ -71,11 +74,58 @@ struct Train: ParsableCommand {
         r.momentum = momentum; r.weightDecay = weightDecay; r.padding = padding; r.flip = flip
         r.seed = seed; r.threads = threads; r.resetMomentum = resetMomentum; r.firstBlock = firstBlock
         r.logEvery = logEvery; r.logFormat = logFormat; r.out = out; r.resume = resume; r.force = force
+        r.syncBN = syncBN
 
+        // Under mpirun: one rank of a data-parallel job (docs/distributed.md); else alone.
+        let world: MPIProcessGroup?
+        do { world = try MPIProcessGroup.joinIfLaunched() } catch {
+            FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+            throw ExitCode(2)
+        }
+        guard let world else { return try train(r, group: SingleProcess()) }
+        if r.threads == nil, let local = ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_LOCAL_SIZE"].flatMap({ Int($0) }),
+           local > 1 {
+            // Ranks on one machine share its cores: --threads defaults to cores / local ranks.
+            r.threads = max(1, ProcessInfo.processInfo.activeProcessorCount / local)
+        }
+        try trainDistributed(r, world: world)
+    }
+
+    /// One rank of an mpirun job. Refusals before training: the ranks agree (the lowest
+    /// failing rank prints its error) and all exit 2 through MPI_Finalize. An error during
+    /// training (a failed collective, a write error, diverged ranks) aborts the whole job
+    /// (MPI_Abort, exit 2): nothing more is written and the last checkpoint stays intact.
+    /// SIGINT/SIGTERM: every rank stops after the same step, rank 0 writes last.h5, all exit 0.
+    private func trainDistributed(_ r: TrainRequest, world: MPIProcessGroup) throws {
+        let stop = StopRequest()
+        var trainer: Trainer?
+        var failure: Error?
+        do { trainer = try Trainer(r, stop: stop, group: world) } catch { failure = error }
+        var first = [failure == nil ? Int.max : world.rank]
+        world.allreduceMin(&first)
+        if first[0] != Int.max {
+            if first[0] == world.rank, let failure {
+                FileHandle.standardError.write(Data("error: \(world.rank == 0 ? "" : "rank \(world.rank): ")\(failure)\n".utf8))
+            }
+            world.finalize()
+            throw ExitCode(2)
+        }
+        stop.installSignalHandlers()
+        do {
+            _ = try trainer!.run()
+        } catch {
+            FileHandle.standardError.write(Data("error: rank \(world.rank) of \(world.size): \(error)\n".utf8))
+            world.abort(code: 2)
+        }
+        world.finalize()
+    }
+
+    /// One process: errors before training and during it exit 2.
+    private func train(_ r: TrainRequest, group: ProcessGroup) throws {
         let stop = StopRequest()
         let trainer: Trainer
         do {
-            trainer = try Trainer(r, stop: stop)
+            trainer = try Trainer(r, stop: stop, group: group)
         } catch {
             throw cliFailure("\(error)")
         }
@@ -87,3 +137,6 @@ struct Train: ParsableCommand {
         }
     }
 }
+
+/// MLResDistributed's MPI group is the trainer's process group.
+extension MPIProcessGroup: ProcessGroup {}

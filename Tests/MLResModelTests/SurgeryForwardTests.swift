@@ -133,3 +133,56 @@ func removalOfDownsamplingBlockIsShortcut() throws {
     #expect(r.blockInputs[2][1].plane(0, 0).allSatisfy { $0 == 0 })
     #expect(r.blockInputs[2][1][0, 4, 0, 0] == y[0, 0, 0, 0])
 }
+
+/// The interpolation policies of issue 17, as (first block, h policy).
+private let interpolationPolicies: [(String, Surgery.FirstBlockPolicy, Surgery.StepPolicy)] = [
+    ("paper", .auto, .halve), ("preserve", .auto, .preserve),
+    ("identity", .identity, .halve), ("identity+preserve", .identity, .preserve),
+]
+
+@Test("On a stage whose block 0 changes shape, preserve and identity change the logits at second order in h; the paper's rule at first order")
+func functionPreservingInterpolationOrder() throws {
+    func change(_ h: Double, _ first: Surgery.FirstBlockPolicy, _ policy: Surgery.StepPolicy) throws -> Double {
+        let (c0, _) = try Surgery.setH(Checkpoint(network: withInput(smallNet([2, 2, 2]))), h: h)
+        let (c1, _) = try Surgery.interpolate(c0, stages: [1], firstBlock: first, hPolicy: policy)
+        var worst = 0.0
+        for seed in UInt64(8)...9 {
+            let x = input(seed: seed)
+            worst = max(worst, relChange(forward(c0.network, x).logits, forward(c1.network, x).logits))
+        }
+        return worst
+    }
+    var atSmallestH: [String: Double] = [:]
+    for (name, first, policy) in interpolationPolicies {
+        let c = try [0.1, 0.05, 0.025].map { try change($0, first, policy) }
+        print("\(name): logit change at h = 0.1, 0.05, 0.025: \(c.map { String(format: "%.2e", $0) })"
+              + String(format: "; ratios %.2f %.2f", c[0] / c[1], c[1] / c[2]))
+        #expect(c[2] > 0, "\(name) is not a no-op: the discretisation changed")
+        if name == "paper" {
+            // P + h/2·F0 + 3h/2·F1 instead of P + h·F0 + h·F1: halving h halves the change.
+            #expect(c[0] / c[1] > 1.6 && c[0] / c[1] < 2.6 && c[1] / c[2] > 1.8 && c[1] / c[2] < 2.3, "\(name)")
+        } else {
+            // Every old block keeps its total step: halving h quarters the change.
+            #expect(c[0] / c[1] > 3.4 && c[0] / c[1] < 4.6 && c[1] / c[2] > 3.5 && c[1] / c[2] < 4.5, "\(name)")
+        }
+        atSmallestH[name] = c[2]
+    }
+    for name in ["preserve", "identity", "identity+preserve"] {
+        #expect(atSmallestH[name]! < atSmallestH["paper"]! / 5, "\(name) is closer than the paper's rule at small h")
+    }
+}
+
+@Test("--first-block identity on a stage whose only block changes shape: block 0 keeps h, the function is unchanged exactly")
+func identityFirstBlockSingleBlockStage() throws {
+    let (c0, _) = try Surgery.setH(Checkpoint(network: withInput(smallNet([1, 1, 1]))), h: 0.3)
+    let (c1, plan) = try Surgery.interpolate(c0, firstBlock: .identity)
+    #expect(c1.network.stepSizes == [[0.15, 0.15], [0.3, 0.15], [0.3, 0.15]])
+    #expect(plan.stages[1].blocks.map(\.kind) == [.kept, .identity])
+    // Stage 0 (block 0 keeps its shape) is split into two half steps as usual: not exact, so
+    // compare the input of stage 1 onwards through a network interpolated in stages 1, 2 only.
+    let (c2, _) = try Surgery.interpolate(c0, stages: [1, 2], firstBlock: .identity)
+    for seed in UInt64(1)...2 {
+        let x = input(seed: seed)
+        #expect(forward(c0.network, x).logits == forward(c2.network, x).logits)
+    }
+}

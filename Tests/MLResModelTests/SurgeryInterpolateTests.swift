@@ -116,7 +116,7 @@ func interpolatePolicies() throws {
 
     let (reset, plan) = try Surgery.interpolate(c0, resetOptimizer: true)
     #expect(reset.optimizer == nil)
-    #expect(plan.optimizer == "dropped")
+    #expect(plan.optimizer == .dropped)
 
     #expect(throws: SurgeryError.unknownStage(3, stages: 3)) { try Surgery.interpolate(c0, stages: [3]) }
     #expect(throws: SurgeryError.duplicateStage(1)) { try Surgery.interpolate(c0, stages: [1, 1]) }
@@ -144,7 +144,7 @@ func interpolateSingleBlockStages() throws {
         #expect(fresh.conv1.data.contains { $0 != 0 })
         #expect(fresh.h == 0.5 && c1.network.stages[s].totalTime == 1)
         #expect(fresh.origin.hasPrefix("identity"))
-        #expect(plan.stages[s].blocks[1].kind == "identity")
+        #expect(plan.stages[s].blocks[1].kind == .identity)
         #expect(plan.stages[s].rule.contains("identity"))
         // Momentum: zero buffers for the fresh block's trainable tensors.
         for name in trainableBlockTensorNames {
@@ -169,16 +169,7 @@ func interpolateSingleBlockStages() throws {
 func interpolateWResNet122Speed() throws {
     // Constant-valued tensors of the right shapes and zero momentum buffers (one per trainable
     // tensor): the values do not matter for the cost, and random init is slow in debug builds.
-    let arch = Architecture(.wresnet122)
-    let stages = arch.blocks.indices.map { s in
-        Stage(width: arch.widths[s], blocks: (0..<arch.blocks[s]).map { b in
-            let (cin, cout, stride) = arch.blockShape(stage: s, block: b)
-            return ResidualBlock(h: 1, stride: stride, inChannels: cin, outChannels: cout)
-        })
-    }
-    let net = Network(inputShape: arch.inputShape, numClasses: 10, stem: Tensor(shape: [32, 3, 3, 3]),
-                      stages: stages, headBN: BatchNorm(channels: 128),
-                      fcWeight: Tensor(shape: [10, 128]), fcBias: Tensor(shape: [10]))
+    let net = Network(zeros: Architecture(.wresnet122))
     let buffers = Dictionary(uniqueKeysWithValues: net.namedTensors.filter(\.trainable).map {
         ($0.path, Tensor(shape: $0.tensor.shape))
     })

@@ -21,7 +21,7 @@ func removeDeletesAndRenumbers() throws {
         #expect(c1.optimizer?.buffers[blockPath(0, 2, name)] == nil)
     }
     #expect(Set(c1.optimizer!.buffers.keys) == Set(c1.network.trainablePaths))
-    #expect(plan.actions.map(\.action) == ["deleted", "deleted"])
+    #expect(plan.actions.map(\.action) == [.deleted, .deleted])
     #expect(c1.network.parameterCount == Architecture(blocks: [2, 3, 2]).parameterCount)
     #expect(c1.lineage.last?.op == "remove" && c1.lineage.last?.parentSHA256 == "p")
     #expect(c1.lineage.last?.args["blocks"] == .array([.string("0.0"), .string("2.1")]))
@@ -35,7 +35,7 @@ func removeShapeChangingBlock() throws {
     #expect(c1.network.stages[1].blocks[0].h == 0)
     var expected = c0.network.stages[1].blocks[0]; expected.h = 0
     #expect(c1.network.stages[1].blocks[0] == expected)
-    #expect(plan.actions.map(\.action) == ["h=0", "deleted"])
+    #expect(plan.actions.map(\.action) == [.zeroed, .deleted])
     #expect(plan.text.contains("h = 0"))
 }
 
@@ -57,9 +57,9 @@ func removeThenDiff() throws {
     let (c1, _) = try Surgery.remove(c0, blocks: [id("1.1")])
     let d = Surgery.diff(c0, c1)
     #expect(!d.equal)
-    #expect(d.entries("removed").map(\.a) == ["1.1"])
-    #expect(d.entries("added").isEmpty && d.entries("moved").isEmpty && d.entries("modified").isEmpty)
-    #expect(d.entries("renumbered").map { "\($0.a!)>\($0.b!)" } == ["1.2>1.1"])
+    #expect(d.entries(.removed).map(\.a) == ["1.1"])
+    #expect(d.entries(.added).isEmpty && d.entries(.moved).isEmpty && d.entries(.modified).isEmpty)
+    #expect(d.entries(.renumbered).map { "\($0.a!)>\($0.b!)" } == ["1.2>1.1"])
     #expect(d.hChanges.isEmpty)
     #expect(d.text.contains("removed  1.1"))
     // Stage 1 block 0 is the same; the tensors now at path 1.1 are old 1.2's, so they differ.
@@ -105,8 +105,8 @@ func shuffleOrder() throws {
     let (a, _) = try Surgery.shuffle(c0, stage: 2, .order([0, 3, 1, 2]))
     #expect(a.network.stages[2].blocks.map(\.conv1) == [0, 3, 1, 2].map { c0.network.stages[2].blocks[$0].conv1 })
     let d = Surgery.diff(c0, a)
-    #expect(d.entries("moved").map { "\($0.a!)>\($0.b!)" } == ["2.3>2.1"])
-    #expect(d.entries("removed").isEmpty && d.entries("added").isEmpty)
+    #expect(d.entries(.moved).map { "\($0.a!)>\($0.b!)" } == ["2.3>2.1"])
+    #expect(d.entries(.removed).isEmpty && d.entries(.added).isEmpty)
 
     #expect(throws: SurgeryError.movesShapeChangingBlock(id("2.0"), to: 1)) {
         try Surgery.shuffle(c0, stage: 2, .order([1, 0, 2, 3]))
@@ -143,7 +143,7 @@ func setH() throws {
     // Only h changed: the diff sees an h change and nothing else.
     let d = Surgery.diff(c0, one)
     #expect(!d.equal && d.hChanges.map(\.a) == ["2.1"])
-    #expect(d.tensors.allSatisfy { $0.maxAbs == 0 } && d.entries("same").count == 6)
+    #expect(d.tensors.allSatisfy { $0.maxAbs == 0 } && d.entries(.same).count == 6)
 }
 
 @Test("diff: equal files, interpolated copies, and numbers checked against a direct computation")
@@ -158,11 +158,11 @@ func diffReport() throws {
     #expect(!d.equal)
     // Old block i is kept at 2i; the inserted blocks (origin "copy:...") are reported as added,
     // with the Appendix B copies of old block 1 in stages 1 and 2.
-    #expect(d.entries("added").map(\.b) == ["0.1", "0.3", "1.1", "1.3", "2.1", "2.3"])
-    #expect(d.entries("added").map(\.copyOf) == ["0.0", "0.1", "1.1", "1.1", "2.1", "2.1"])
-    #expect(d.entries("renumbered").map { "\($0.a!)>\($0.b!)" } == ["0.1>0.2", "1.1>1.2", "2.1>2.2"])
+    #expect(d.entries(.added).map(\.b) == ["0.1", "0.3", "1.1", "1.3", "2.1", "2.3"])
+    #expect(d.entries(.added).map(\.copyOf) == ["0.0", "0.1", "1.1", "1.1", "2.1", "2.1"])
+    #expect(d.entries(.renumbered).map { "\($0.a!)>\($0.b!)" } == ["0.1>0.2", "1.1>1.2", "2.1>2.2"])
     #expect(d.hChanges.count == 6)
-    #expect(d.entries("removed").isEmpty)
+    #expect(d.entries(.removed).isEmpty)
 
     // Perturb one element: max|Δ| = δ and rel L2 = δ / ‖a‖ (computed here in float64).
     var c2 = c0
@@ -173,7 +173,7 @@ func diffReport() throws {
     c2.network.setTensor(at: path, t)
     let e = Surgery.diff(c0, c2)
     #expect(!e.equal)
-    #expect(e.entries("modified").map(\.a) == ["2.1"])
+    #expect(e.entries(.modified).map(\.a) == ["2.1"])
     let row = e.tensors.first { $0.path == path }!
     let orig = c0.network.tensor(at: path)!.data.map(Double.init)
     let norm = orig.map { $0 * $0 }.reduce(0, +).squareRoot()

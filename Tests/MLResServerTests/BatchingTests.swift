@@ -83,7 +83,7 @@ struct BatchingTests {
         seeds.delay = 0.2
         // A long batching window keeps the five requests queued inside the server.
         let s = try await TestServer.start(directory: dir, loader: seeds.loader) {
-            $0.batching = BatchingOptions(maxBatch: 8, maxQueueDelay: .milliseconds(800), maxQueue: 64)
+            $0.batching = BatchingOptions(maxBatch: 8, maxQueueDelay: .seconds(5), maxQueue: 64)
         }
         let body = inferBody(shape: [1, 3, 6, 6], data: testPixels(count: 1, seed: 1).map { "\($0)" })
         let inflight = (0..<5).map { _ in Task { try await s.post("/v2/models/tiny/infer", body) } }

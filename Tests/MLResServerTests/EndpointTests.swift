@@ -96,7 +96,8 @@ struct EndpointTests {
         try "fixture".write(toFile: dir + "/fix.h5", atomically: true, encoding: .utf8)
         let net = f.network
         let s = try await TestServer.start(directory: dir, loader: { _, o in
-            LoadedModel(network: net, backend: ReferenceBackend(network: net, threads: o.threads), backendName: "reference")
+            LoadedModel(network: net, backend: try EngineBackend(network: net, threads: o.threads, maxBatch: o.maxBatch),
+                        backendName: "onednn")
         })
         let r = try await s.post("/v2/models/fix/infer",
                                  inferBody(shape: [f.count] + net.inputShape, datatype: "UINT8", data: f.uint8.map(String.init)))

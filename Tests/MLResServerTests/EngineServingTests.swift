@@ -41,12 +41,12 @@ struct EngineServingTests {
         #expect(backend.buckets == [1, 2, 3, 4])
         let imageSize = f.network.inputShape.reduce(1, *), k = f.network.numClasses
         #expect(f.count == 2)
-        // Every image's reference logits (the fixture's two, ReferenceBackend for the rest).
+        // Every image's reference logits (the fixture's two, the float64 reference for the rest).
         var rng = SplitMix64(seed: 9)
         let extra = (0 ..< 7 * imageSize).map { _ in Float(rng.nextUnit() * 4 - 2) }
         let x = f.standardised + extra
         let total = f.count + 7
-        let want = f.logits + (try ReferenceBackend(network: f.network).infer(extra, count: 7))
+        let want = f.logits + Ref.evalLogits(f.network, Array64([7] + f.network.inputShape, extra.map(Double.init))).v.map(Float.init)
         // 9 images: chunks of 4, 4 and 1; then 5 images (bucket 6 of max-batch 8 pads one).
         let all = try backend.infer(x, count: total)
         #expect(all.count == total * k)
@@ -61,7 +61,7 @@ struct EngineServingTests {
         #expect(throws: (any Error).self) { try backend.infer([0, 1], count: 1) }
     }
 
-    @Test("served by the engine over HTTP: logits match the numpy fixture and ReferenceBackend to 1e-4")
+    @Test("served by the engine over HTTP: logits match the numpy fixture and the float64 reference to 1e-4")
     func engineMatchesReference() async throws {
         let dir = temporaryFolder("engine")
         defer { cleanup(dir) }
@@ -75,7 +75,7 @@ struct EngineServingTests {
                                  inferBody(shape: shape, datatype: "UINT8", data: f.uint8.map(String.init)))
         #expect(r.status == 200, "\(r.text)")
         let got = outputs(r)
-        let reference = try ReferenceBackend(network: f.network).infer(f.standardised, count: f.count)
+        let reference = Ref.evalLogits(f.network, Array64([f.count] + f.network.inputShape, f.standardised.map(Double.init))).v.map(Float.init)
         #expect(got.logits.count == f.logits.count && got.logitsShape == [f.count, f.network.numClasses])
         for (a, b) in zip(got.logits, f.logits) { #expect(abs(a - b) <= 1e-4 * max(1, abs(b)), "fixture: \(a) vs \(b)") }
         for (a, b) in zip(got.logits, reference) { #expect(abs(a - b) <= 1e-4 * max(1, abs(b)), "reference: \(a) vs \(b)") }
@@ -184,6 +184,38 @@ struct EngineServingTests {
     }
 }
 
+extension EngineServingTests {
+    @Test("evaluations take labels like the CLI evaluators: a 20-class CIFAR-100 network scores on the coarse labels")
+    func evaluationLabels() async throws {
+        let dir = temporaryFolder("eval-labels")
+        defer { cleanup(dir) }
+        let net = Network.initialized(Architecture(blocks: [1, 1], widths: [4, 8], inputShape: [3, 32, 32], numClasses: 20), seed: 5)
+        try writeCheckpoint(net, dir, "coarse20")
+        let s = try await TestServer.start(directory: dir, loader: ModelLoaders.engine,
+                                           evaluator: AnalysisEvaluation.evaluator(threads: 1),
+                                           dataDirectory: datasetsFolder)
+        let ds = try DatasetSelection(kind: .cifar100, dataDirectory: datasetsFolder + "/cifar100", coarseLabels: true).load(.test)
+        let direct = try MLResAnalysis.Evaluator(dataset: ds, batchSize: AnalysisEvaluation.batchSize, threads: 1).evaluate(net)
+        for body in [#"{"model":"coarse20","dataset":"cifar100"}"#, #"{"model":"coarse20","dataset":"cifar100","labels":"coarse"}"#] {
+            let r = try await s.post("/v1/evaluations", body)
+            #expect(r.status == 202, "\(r.text)")
+            let done = try await waitDone(s, try #require(r.object["id"] as? String))
+            #expect(done.object["status"] as? String == "succeeded", "\(body): \(done.text)")
+            let result = ((done.object["result"] as? [String: Any])?["results"] as? [[String: Any]])?.first
+            #expect(result?["correct"] as? Int == direct.correct && result?["confusion"] as? [[Int]] == direct.confusion, "\(body)")
+        }
+        let fine = try await s.post("/v1/evaluations", #"{"model":"coarse20","dataset":"cifar100","labels":"fine"}"#)
+        let fd = try await waitDone(s, try #require(fine.object["id"] as? String))
+        #expect(fd.object["status"] as? String == "failed" && (fd.object["error"] as? String)?.contains("100") == true, "\(fd.text)")
+        let wrongSet = try await s.post("/v1/evaluations", #"{"model":"coarse20","dataset":"cifar10","labels":"coarse"}"#)
+        let wd = try await waitDone(s, try #require(wrongSet.object["id"] as? String))
+        #expect((wd.object["error"] as? String)?.contains("applies to cifar100 only") == true, "\(wd.text)")
+        let bad = try await s.post("/v1/evaluations", #"{"model":"coarse20","dataset":"cifar100","labels":"medium"}"#)
+        #expect(bad.status == 400 && bad.field == "labels", "\(bad.text)")
+        try await s.stop()
+    }
+}
+
 @Suite("mlres-eval serve process: engine by default, passive OpenMP waiting")
 struct EngineProcessTests {
     /// Starts `mlres-eval serve ARGS` with `OMP_WAIT_POLICY` set to `waitPolicy` (nil: removed).
@@ -199,7 +231,7 @@ struct EngineProcessTests {
             .first { $0.hasPrefix("OMP_WAIT_POLICY=") }.map { String($0.dropFirst("OMP_WAIT_POLICY=".count)) }
     }
 
-    @Test("serves with the engine by default (logits match ReferenceBackend), re-executed with OMP_WAIT_POLICY=passive; --backend reference; an explicit policy is kept")
+    @Test("serves with the engine (logits match the reference), re-executed with OMP_WAIT_POLICY=passive; an explicit policy is kept; --backend is gone")
     func defaults() async throws {
         guard RepositoryTests.hdf5Available else { return }
         let dir = temporaryFolder("proc-engine")
@@ -208,13 +240,13 @@ struct EngineProcessTests {
         try writeCheckpoint(net, dir, "m")
         let px = testPixels(count: 3, seed: 21)
         let expected = try expectedLogits(net, pixels: px, count: 3)
-        for (backend, policy, wantPolicy) in [(nil, nil, "passive"), ("reference", "active", "active")] as [(String?, String?, String)] {
-            let args = ["--models", dir, "--port", "0", "--threads", "1"] + (backend.map { ["--backend", $0] } ?? [])
+        for (policy, wantPolicy) in [(nil, "passive"), ("active", "active")] as [(String?, String)] {
+            let args = ["--models", dir, "--port", "0", "--threads", "1"]
             let (p, port) = try await offPool { try Self.launch(args, waitPolicy: policy) }
             defer { if p.isRunning { kill(p.processIdentifier, SIGKILL) } }
             #expect(try Self.waitPolicy(of: p.processIdentifier) == wantPolicy)
             let meta = try await RawHTTP.request(port: port, "GET", "/v2/models/m")
-            #expect(meta.object["backend"] as? String == (backend ?? "onednn"), "\(meta.text)")
+            #expect(meta.object["backend"] as? String == "onednn", "\(meta.text)")
             let r = try await RawHTTP.json(port: port, "POST", "/v2/models/m/infer",
                                            inferBody(shape: [3, 3, 6, 6], data: px.map { "\($0)" }))
             #expect(r.status == 200, "\(r.text)")
@@ -227,7 +259,7 @@ struct EngineProcessTests {
         }
         let bad = Process()
         bad.executableURL = builtExecutable("mlres-eval")
-        bad.arguments = ["serve", "--models", dir, "--backend", "gpu"]
+        bad.arguments = ["serve", "--models", dir, "--backend", "reference"]
         let err = Pipe()
         bad.standardError = err
         bad.standardOutput = FileHandle.nullDevice
@@ -235,6 +267,6 @@ struct EngineProcessTests {
         bad.waitUntilExit()
         #expect(bad.terminationStatus != 0)
         let message = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        #expect(message.contains("--backend gpu"), "\(message)")
+        #expect(message.contains("--backend"), "\(message)")
     }
 }

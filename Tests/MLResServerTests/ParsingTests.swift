@@ -51,8 +51,9 @@ struct ParsingTests {
         #expect(throws: JSONSyntaxError.self) { try JSONParser.parse(Array(text.utf8)) }
     }
 
-    func decode(_ text: String) throws -> InferRequest {
-        try InferRequest.decode(JSONParser.parse(Array(text.utf8)), inputShape: [3, 2, 2], maxImages: 10)
+    func decode(_ text: String, binary: [UInt8]? = nil) throws -> InferRequest {
+        try InferRequest.decode(JSONParser.parse(Array(text.utf8)), binary: binary?[...], inputShape: [3, 2, 2],
+                                numClasses: 5, maxImages: 10)
     }
 
     @Test("decodes FP32 and UINT8, flat or nested data")
@@ -80,7 +81,17 @@ struct ParsingTests {
             (#"{"inputs":[{"name":"input","shape":[1.5,3,2,2],"datatype":"FP32","data":[]}]}"#, "inputs[0].shape", "integers"),
             (#"{"inputs":[{"name":"input","shape":[1,3,2,2],"datatype":"FP16","data":[]}]}"#, "inputs[0].datatype", "unsupported datatype"),
             (#"{"inputs":[{"name":"input","shape":[1,3,2,2],"datatype":"FP32","data":[1,2]}]}"#, "inputs[0].data", "has 2 values"),
-            (#"{"inputs":[{"name":"input","shape":[1,3,2,2],"datatype":"FP32","data":[1,2,3,4,5,6,7,8,9,10,11,12,13]}]}"#, "inputs[0].data", "more than"),
+            (#"{"inputs":[{"name":"input","shape":[1,3,2,2],"datatype":"FP32","data":[1,2,3,4,5,6,7,8,9,10,11,12,13]}]}"#, "inputs[0].data", "has 13 values"),
+            (#"{"inputs":[{"name":"input","shape":[1,3,2,2],"datatype":"UINT8","data":[[[[0,0,0],[0,0,0]],[[0,0,0],[0,0,0]]]]}]}"#, "inputs[0].data", "data is nested as [1,2,2,3] but shape is [1,3,2,2]"),
+            (#"{"inputs":[{"name":"input","shape":[1,3,2,2],"datatype":"UINT8","data":[[[[0,0],[0,0]],[[0,0],[0,0]],[[0,0],[0]]]]}]}"#, "inputs[0].data", "data[0][2][1] has 1 elements"),
+            (#"{"inputs":[{"name":"input","shape":[1,3,2,2],"datatype":"UINT8","data":[[[[0,0],[0,0]],[[0,0],[0,0]],[[0,0],5]]]}]}"#, "inputs[0].data", "data[0][2][1] is not an array"),
+            (#"{"inputs":[{"name":"input","shape":[1,3,2,2],"datatype":"UINT8","data":[0,1,2,3,4,5,6,7,8,9,10,[11]]}]}"#, "inputs[0].data", "is an array"),
+            (#"{"inputs":[{"name":"input","shape":[1,3,2,2],"datatype":"UINT8","data":[0,1,2,3,4,5,6,7,8,9,10,11]}],"outputs":[{"name":"potato"}]}"#, "outputs[0].name", "unknown output 'potato'"),
+            (#"{"inputs":[{"name":"input","shape":[1,3,2,2],"datatype":"UINT8","data":[0,1,2,3,4,5,6,7,8,9,10,11]}],"outputs":[{"name":"logits","parameters":{"classification":6}}]}"#, "outputs[0].parameters.classification", "the model has 5"),
+            (#"{"inputs":[{"name":"input","shape":[1,3,2,2],"datatype":"UINT8","data":[0,1,2,3,4,5,6,7,8,9,10,11]}],"outputs":[{"name":"class","parameters":{"classification":2}}]}"#, "outputs[0].parameters.classification", "logits\" only"),
+            (#"{"inputs":[{"name":"input","shape":[1,3,2,2],"datatype":"UINT8","data":[0,1,2,3,4,5,6,7,8,9,10,11]}],"outputs":[{"name":"class","parameters":{"binary_data":1}}]}"#, "outputs[0].parameters.binary_data", "true or false"),
+            (#"{"inputs":[{"name":"input","shape":[1,3,2,2],"datatype":"UINT8","parameters":{"binary_data_size":12}}]}"#, "inputs[0].parameters.binary_data_size", "no Inference-Header-Content-Length"),
+            (#"{"inputs":[{"name":"input","shape":[1,3,2,2],"datatype":"FP32","parameters":{"binary_data_size":12}}]}"#, "inputs[0].parameters.binary_data_size", "needs 48"),
             (#"{"inputs":[{"name":"input","shape":[1,3,2,2],"datatype":"FP32","data":[1,2,3,NaN,5,6,7,8,9,10,11,12]}]}"#, "inputs[0].data", "NaN at index 3"),
             (#"{"inputs":[{"name":"input","shape":[1,3,2,2],"datatype":"FP32","data":[1,2,3,1e300,5,6,7,8,9,10,11,12]}]}"#, "inputs[0].data", "not a finite float32"),
             (#"{"inputs":[{"name":"input","shape":[1,3,2,2],"datatype":"UINT8","data":[1,2,3,256,5,6,7,8,9,10,11,12]}]}"#, "inputs[0].data", "outside UINT8"),
@@ -88,14 +99,60 @@ struct ParsingTests {
             (#"{"inputs":[{"name":"input","shape":[1,3,2,2],"datatype":"FP32","data":[1,2,"3",4,5,6,7,8,9,10,11,12]}]}"#, "inputs[0].data", "not a number"),
           ])
     func badRequests(text: String, field: String?, message: String) {
+        checkFailure(text, binary: nil, field: field, message: message)
+    }
+
+    @Test("binary tensor data: sizes checked against the shape before a byte is read",
+          arguments: [
+            (#"{"inputs":[{"name":"input","shape":[1,3,2,2],"datatype":"UINT8","parameters":{"binary_data_size":12}}]}"#, 11, "inputs[0].parameters.binary_data_size", "only 11 bytes follow"),
+            (#"{"inputs":[{"name":"input","shape":[1,3,2,2],"datatype":"UINT8","parameters":{"binary_data_size":12}}]}"#, 13, "Inference-Header-Content-Length", "1 bytes after the JSON header are not claimed"),
+            (#"{"inputs":[{"name":"input","shape":[1,3,2,2],"datatype":"UINT8","data":[0,1,2,3,4,5,6,7,8,9,10,11]}]}"#, 4, "Inference-Header-Content-Length", "no input has parameters.binary_data_size"),
+            (#"{"inputs":[{"name":"input","shape":[1,3,2,2],"datatype":"UINT8","data":[0,1,2,3,4,5,6,7,8,9,10,11],"parameters":{"binary_data_size":12}}]}"#, 12, "inputs[0].data", "cannot also have"),
+            (#"{"inputs":[{"name":"input","shape":[1,3,2,2],"datatype":"UINT8","parameters":{"binary_data_size":-1}}]}"#, 0, "inputs[0].parameters.binary_data_size", "byte count"),
+          ])
+    func badBinary(text: String, bytes: Int, field: String, message: String) {
+        checkFailure(text, binary: [UInt8](repeating: 7, count: bytes), field: field, message: message)
+    }
+
+    @Test("binary tensor data decodes UINT8 and little-endian FP32; outputs default and selected")
+    func binaryDecodes() throws {
+        let u = try decode(#"{"inputs":[{"name":"input","shape":[1,3,2,2],"datatype":"UINT8","parameters":{"binary_data_size":12}}],"parameters":{"binary_data_output":true}}"#,
+                           binary: (0..<12).map { UInt8($0 * 20) })
+        #expect(u.pixels == (0..<12).map { Float($0 * 20) / 255 })
+        #expect(u.outputs == [RequestedOutput(name: .logits, binary: true, classification: nil),
+                              RequestedOutput(name: .class, binary: true, classification: nil)])
+        let values: [Float] = (0..<12).map { Float($0) / 11 }
+        var bytes: [UInt8] = []
+        for v in values { withUnsafeBytes(of: v.bitPattern.littleEndian) { bytes += $0 } }
+        let f = try decode(#"{"inputs":[{"name":"input","shape":[1,3,2,2],"datatype":"FP32","parameters":{"binary_data_size":48}}],"outputs":[{"name":"logits","parameters":{"classification":2,"binary_data":false}}]}"#,
+                           binary: bytes)
+        #expect(f.pixels == values)
+        #expect(f.outputs == [RequestedOutput(name: .logits, binary: false, classification: 2)])
+        var nan = bytes
+        withUnsafeBytes(of: Float.nan.bitPattern.littleEndian) { for i in 0..<4 { nan[20 + i] = $0[i] } }
+        checkFailure(#"{"inputs":[{"name":"input","shape":[1,3,2,2],"datatype":"FP32","parameters":{"binary_data_size":48}}]}"#,
+                     binary: nan, field: "inputs[0].data", message: "at index 5 of the binary data")
+    }
+
+    @Test("classification strings: value:index:label, highest first, lower index on ties")
+    func classification() {
+        let logits: [Float] = [0.5, 2, -1, 2, 0.25,   -3, -2, -1, 0, 1]
+        let top = InferResponse.topClasses(logits, count: 2, numClasses: 5, top: 3, classNames: ["a", "b", "c", "d", "e"])
+        #expect(top == ["2.0:1:b", "2.0:3:d", "0.5:0:a", "1.0:4:e", "0.0:3:d", "-1.0:2:c"])
+        #expect(InferResponse.topClasses(logits, count: 1, numClasses: 5, top: 1, classNames: nil) == ["2.0:1"])
+        #expect(InferResponse.argmax(logits, count: 2, numClasses: 5) == [1, 4])
+    }
+
+    func checkFailure(_ text: String, binary: [UInt8]?, field: String?, message: String,
+                      sourceLocation: SourceLocation = #_sourceLocation) {
         do {
-            _ = try decode(text)
-            Issue.record("accepted \(text)")
+            _ = try decode(text, binary: binary)
+            Issue.record("accepted \(text)", sourceLocation: sourceLocation)
         } catch let f as HTTPFailure {
-            #expect(f.status == 400)
-            #expect(f.field == field, "\(f)")
-            #expect(f.message.contains(message), "\(f.message)")
-        } catch { Issue.record("unexpected \(error)") }
+            #expect(f.status == 400, sourceLocation: sourceLocation)
+            #expect(f.field == field, "\(f)", sourceLocation: sourceLocation)
+            #expect(f.message.contains(message), "\(f.message)", sourceLocation: sourceLocation)
+        } catch { Issue.record("unexpected \(error)", sourceLocation: sourceLocation) }
     }
 
     @Test("model names: plain stems only",
@@ -107,9 +164,15 @@ struct ParsingTests {
 
     @Test("routes: raw and percent-encoded separators in a name are a bad name, not a 404")
     func routes() {
-        #expect(Route.parse("/v2/models/m/infer") == .infer("m"))
-        #expect(Route.parse("/v2/models/m") == .modelMetadata("m"))
-        #expect(Route.parse("/v2/models/m/") == .modelMetadata("m"))
+        #expect(Route.parse("/v2/models/m/infer") == .model("m", version: nil, .infer))
+        #expect(Route.parse("/v2/models/m") == .model("m", version: nil, .metadata))
+        #expect(Route.parse("/v2/models/m/") == .model("m", version: nil, .metadata))
+        #expect(Route.parse("/v2/models/m/config") == .model("m", version: nil, .config))
+        #expect(Route.parse("/v2/models/m/versions/3") == .model("m", version: "3", .metadata))
+        #expect(Route.parse("/v2/models/m/versions/3/infer") == .model("m", version: "3", .infer))
+        #expect(Route.parse("/v2/models/m/versions/3/ready")?.template == "/v2/models/{name}/versions/{version}/ready")
+        #expect(Route.parse("/v2/models/m/versions/3/config") == .model("m", version: "3", .config))
+        #expect(Route.parse("/v2/models/../versions/1/infer") == .badName("..", template: "/v2/models/{name}/versions/{version}/infer"))
         #expect(Route.parse("/v2/repository/models/m/load") == .load("m"))
         #expect(Route.parse("/v2/models/a/b/infer") == .badName("a/b", template: "/v2/models/{name}/infer"))
         #expect(Route.parse("/v2/models/a%2Fb/infer") == .badName("a/b", template: "/v2/models/{name}/infer"))

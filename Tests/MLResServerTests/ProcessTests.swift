@@ -55,7 +55,7 @@ struct ProcessTests {
         }
         // A long batching window keeps the requests queued inside the server when SIGTERM comes.
         let (p, port, _) = try await launch(["--models", dir, "--port", "0", "--threads", "1",
-                                             "--max-queue-delay-ms", "500"])
+                                             "--max-queue-delay-ms", "5000"])
         defer { if p.isRunning { kill(p.processIdentifier, SIGKILL) } }
         #expect(try await RawHTTP.request(port: port, "GET", "/v2/health/ready").status == 200)
         if haveModel {

@@ -225,9 +225,10 @@ func cleanup(_ path: String) { try? FileManager.default.removeItem(atPath: path)
 /// The tiny architecture of most server tests.
 let tinyArchitecture = Architecture(blocks: [1, 1], widths: [4, 8], inputShape: [3, 6, 6], numClasses: 5)
 
-/// Test models are text files "seed=N" (the HDF5 writer is other work): this loader builds
-/// `Network.initialized(tinyArchitecture, seed: N)` with a ReferenceBackend, records every path
-/// it reads, and throws on anything else, as a reader does on a corrupt file.
+/// Test models are text files "seed=N" (quick to write and to corrupt): this loader builds
+/// `Network.initialized(tinyArchitecture, seed: N)` served by the production engine backend
+/// (``EngineBackend``; tests compare its answers with the float64 reference, ``expectedLogits``),
+/// records every path it reads, and throws on anything else, as a reader does on a corrupt file.
 final class SeedLoader: @unchecked Sendable {
     private let lock = NSLock()
     private var paths: [String] = []
@@ -247,7 +248,7 @@ final class SeedLoader: @unchecked Sendable {
             let text = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
             let words = text.split(whereSeparator: \.isWhitespace)
             guard let first = words.first, first.hasPrefix("seed="), let seed = UInt64(first.dropFirst(5)) else {
-                throw BackendError("\(path): not a checkpoint (test format 'seed=N [side=S]')")
+                throw ClientError(description: "\(path): not a checkpoint (test format 'seed=N [side=S]')")
             }
             var net = SeedLoader.network(seed: seed)
             if words.count > 1, words[1].hasPrefix("side="), let side = Int(words[1].dropFirst(5)) {
@@ -257,9 +258,10 @@ final class SeedLoader: @unchecked Sendable {
                 net = Network.initialized(arch, seed: seed)
                 net.inputMean = mean; net.inputStd = std
             }
-            var backend: any InferenceBackend = ReferenceBackend(network: net, threads: options.threads)
+            var backend: any InferenceBackend = try EngineBackend(network: net, threads: options.threads,
+                                                                  maxBatch: options.maxBatch)
             if delay > 0 { backend = SlowBackend(inner: backend, delay: delay) }
-            return LoadedModel(network: net, backend: backend, backendName: "reference")
+            return LoadedModel(network: net, backend: backend, backendName: "onednn")
         }
     }
 }

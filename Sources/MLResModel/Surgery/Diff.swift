@@ -69,7 +69,7 @@ extension Surgery {
         }
 
         let structureEqual = na.stages.count == nb.stages.count
-            && stages.allSatisfy { $0.entries.allSatisfy { $0.kind == "same" } }
+            && stages.allSatisfy { $0.entries.allSatisfy { $0.kind == .same } }
         let hEqual = stages.allSatisfy { $0.entries.allSatisfy { $0.hA == nil || $0.hB == nil || $0.hA == $0.hB } }
         let tensorsEqual = onlyA.isEmpty && onlyB.isEmpty && shapeMismatch.isEmpty
             && tensors.allSatisfy { $0.maxAbs == 0 }
@@ -114,27 +114,27 @@ extension Surgery {
             } else if lcs[i + 1][j] >= lcs[i][j + 1] { i += 1 } else { j += 1 }
         }
         var entries: [DiffReport.BlockEntry] = []
-        func entry(_ kind: String, _ i: Int?, _ j: Int?, copyOf: Int? = nil) {
+        func entry(_ kind: DiffReport.BlockEntry.Kind, _ i: Int?, _ j: Int?, copyOf: Int? = nil) {
             entries.append(.init(kind: kind, a: i.map { "\(s).\($0)" }, b: j.map { "\(s).\($0)" },
                                  hA: i.map { a[$0].h }, hB: j.map { b[$0].h },
                                  originA: i.map { a[$0].origin }, originB: j.map { b[$0].origin },
                                  copyOf: copyOf.map { "\(s).\($0)" }))
         }
-        for (i, j) in pairs { entry(i == j ? "same" : "renumbered", i, j) }
+        for (i, j) in pairs { entry(i == j ? .same : .renumbered, i, j) }
         var leftA = Set(0..<n).subtracting(pairs.map(\.0))
         var leftB = Set(0..<m).subtracting(pairs.map(\.1))
         for j in leftB.sorted() {
             if let i = leftA.sorted().first(where: { ca[$0] == cb[j] }) {
-                entry("moved", i, j); leftA.remove(i); leftB.remove(j)
+                entry(.moved, i, j); leftA.remove(i); leftB.remove(j)
             }
         }
         for j in leftB.sorted() where leftA.contains(j) {
             if a[j].conv1.shape == b[j].conv1.shape && a[j].stride == b[j].stride {
-                entry("modified", j, j); leftA.remove(j); leftB.remove(j)
+                entry(.modified, j, j); leftA.remove(j); leftB.remove(j)
             }
         }
-        for i in leftA.sorted() { entry("removed", i, nil) }
-        for j in leftB.sorted() { entry("added", nil, j, copyOf: ca.firstIndex(of: cb[j])) }
+        for i in leftA.sorted() { entry(.removed, i, nil) }
+        for j in leftB.sorted() { entry(.added, nil, j, copyOf: ca.firstIndex(of: cb[j])) }
         func key(_ e: DiffReport.BlockEntry) -> (Int, Int) {
             (BlockID(e.b ?? e.a!)!.block, e.b == nil ? 0 : 1)
         }
@@ -161,7 +161,7 @@ extension Surgery {
 
 /// The result of ``Surgery/diff(_:_:)``.
 public struct DiffReport: SurgeryPlan, Equatable {
-    public var op: String { "diff" }
+    public let op = SurgeryPlanKind.diff
 
     public struct AttributeChange: Codable, Equatable, Sendable {
         public var name: String, a: String, b: String
@@ -169,8 +169,11 @@ public struct DiffReport: SurgeryPlan, Equatable {
 
     /// One block of the structural alignment of a stage.
     public struct BlockEntry: Codable, Equatable, Sendable {
-        /// "same", "renumbered", "moved", "modified", "removed" or "added".
-        public var kind: String
+        /// How a block of A relates to a block of B (see the type comment of the diff).
+        public enum Kind: String, Codable, Sendable {
+            case same, renumbered, moved, modified, removed, added
+        }
+        public var kind: Kind
         /// Block ids "S.B" in A and in B (nil on the side where the block does not exist).
         public var a: String?
         public var b: String?
@@ -216,31 +219,23 @@ public struct DiffReport: SurgeryPlan, Equatable {
     public var lineageB: Int
 
     /// Blocks whose h differs between A and B (aligned blocks only).
-    public var hChanges: [BlockEntry] {
-        stages.flatMap(\.entries).filter { $0.hA != nil && $0.hB != nil && $0.hA != $0.hB }
-    }
+    public var hChanges: [BlockEntry]
     /// Entries of the given kind, over all stages.
-    public func entries(_ kind: String) -> [BlockEntry] { stages.flatMap(\.entries).filter { $0.kind == kind } }
+    public func entries(_ kind: BlockEntry.Kind) -> [BlockEntry] { stages.flatMap(\.entries).filter { $0.kind == kind } }
+
+    public init(equal: Bool, attributes: [AttributeChange], stages: [StageDiff], tensors: [TensorDiff],
+                onlyInA: [String], onlyInB: [String], shapeMismatch: [String], optimizer: String,
+                lineageA: Int, lineageB: Int) {
+        self.equal = equal; self.attributes = attributes; self.stages = stages; self.tensors = tensors
+        self.onlyInA = onlyInA; self.onlyInB = onlyInB; self.shapeMismatch = shapeMismatch
+        self.optimizer = optimizer; self.lineageA = lineageA; self.lineageB = lineageB
+        hChanges = stages.flatMap(\.entries).filter { $0.hA != nil && $0.hB != nil && $0.hA != $0.hB }
+    }
 
     enum CodingKeys: String, CodingKey {
         case op, equal, attributes, stages, hChanges = "h_changes", tensors
         case onlyInA = "only_in_a", onlyInB = "only_in_b", shapeMismatch = "shape_mismatch"
         case optimizer, lineageA = "lineage_events_a", lineageB = "lineage_events_b"
-    }
-    public func encode(to encoder: Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(op, forKey: .op)
-        try c.encode(equal, forKey: .equal)
-        try c.encode(attributes, forKey: .attributes)
-        try c.encode(stages, forKey: .stages)
-        try c.encode(hChanges, forKey: .hChanges)
-        try c.encode(tensors, forKey: .tensors)
-        try c.encode(onlyInA, forKey: .onlyInA)
-        try c.encode(onlyInB, forKey: .onlyInB)
-        try c.encode(shapeMismatch, forKey: .shapeMismatch)
-        try c.encode(optimizer, forKey: .optimizer)
-        try c.encode(lineageA, forKey: .lineageA)
-        try c.encode(lineageB, forKey: .lineageB)
     }
 
     public var text: String {
@@ -248,18 +243,18 @@ public struct DiffReport: SurgeryPlan, Equatable {
                            : "different"]
         for at in attributes { lines.append("attribute \(at.name): \(at.a) → \(at.b)") }
         for st in stages {
-            let changes = st.entries.filter { $0.kind != "same" }
+            let changes = st.entries.filter { $0.kind != .same }
             if changes.isEmpty && st.blocksA == st.blocksB { continue }
             lines.append("stage \(st.stage): \(st.blocksA) → \(st.blocksB) blocks")
             for e in changes {
                 switch e.kind {
-                case "removed": lines.append("  removed  \(e.a!) (h \(formatH(e.hA!)), origin \(e.originA!))")
-                case "added":
+                case .removed: lines.append("  removed  \(e.a!) (h \(formatH(e.hA!)), origin \(e.originA!))")
+                case .added:
                     lines.append("  added    \(e.b!) (h \(formatH(e.hB!)), origin \(e.originB!))"
                                  + (e.copyOf.map { ", parameters equal A's \($0)" } ?? ""))
-                case "moved": lines.append("  moved    \(e.a!) → \(e.b!)")
-                case "renumbered": lines.append("  renumbered \(e.a!) → \(e.b!)")
-                default: lines.append("  modified \(e.a!) (parameters differ)")
+                case .moved: lines.append("  moved    \(e.a!) → \(e.b!)")
+                case .renumbered: lines.append("  renumbered \(e.a!) → \(e.b!)")
+                case .modified, .same: lines.append("  modified \(e.a!) (parameters differ)")
                 }
             }
         }

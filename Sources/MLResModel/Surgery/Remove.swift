@@ -32,21 +32,21 @@ extension Surgery {
                 let id = BlockID(stage: s, block: b)
                 guard chosen.contains(id) else { sources.append(.old(b, h: nil, origin: nil)); continue }
                 if block.changesShape {
-                    actions.append(.init(block: id.description, action: "h=0", hBefore: block.h,
+                    actions.append(.init(block: id.description, action: .zeroed, hBefore: block.h,
                                          newIndex: sources.count))
                     sources.append(.old(b, h: 0, origin: nil))
                 } else {
-                    actions.append(.init(block: id.description, action: "deleted", hBefore: block.h, newIndex: nil))
+                    actions.append(.init(block: id.description, action: .deleted, hBefore: block.h, newIndex: nil))
                 }
             }
             out.rebuildStage(s, from: sources)
         }
         actions.sort { BlockID($0.block)! < BlockID($1.block)! }
         let plan = RemovalPlan(actions: actions, blocksBefore: net.stageBlocks, blocksAfter: out.network.stageBlocks)
-        out.appendEvent("remove", [
+        out.appendEvent(.remove, [
             "blocks": .array(ids.sorted().map { .string($0.description) }),
-            "deleted": .array(actions.filter { $0.action == "deleted" }.map { .string($0.block) }),
-            "zeroed": .array(actions.filter { $0.action == "h=0" }.map { .string($0.block) }),
+            "deleted": .array(actions.filter { $0.action == .deleted }.map { .string($0.block) }),
+            "zeroed": .array(actions.filter { $0.action == .zeroed }.map { .string($0.block) }),
         ], parentSHA256: parentSHA256)
         return (out, plan)
     }
@@ -54,14 +54,20 @@ extension Surgery {
 
 /// What ``Surgery/remove(_:blocks:parentSHA256:)`` did.
 public struct RemovalPlan: SurgeryPlan, Equatable {
-    public var op: String { "remove" }
+    public let op = SurgeryPlanKind.remove
 
     public struct Action: Codable, Equatable, Sendable {
         /// Block id in the input ("S.B").
         public var block: String
-        /// "deleted" (shape-keeping block, later blocks renumbered) or "h=0" (shape-changing
-        /// block kept with its residual branch switched off: exactly the shortcut P(Y)).
-        public var action: String
+        /// What happened to a removed block.
+        public enum Kind: String, Codable, Sendable {
+            /// A shape-keeping block: deleted, later blocks renumbered.
+            case deleted
+            /// A shape-changing block kept with its residual branch switched off (h = 0):
+            /// exactly the shortcut P(Y).
+            case zeroed = "h=0"
+        }
+        public var action: Kind
         public var hBefore: Double
         /// Index of the block in its stage after the operation (nil when deleted).
         public var newIndex: Int?
@@ -75,19 +81,12 @@ public struct RemovalPlan: SurgeryPlan, Equatable {
     enum CodingKeys: String, CodingKey {
         case op, actions, blocksBefore = "blocks_before", blocksAfter = "blocks_after"
     }
-    public func encode(to encoder: Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(op, forKey: .op)
-        try c.encode(actions, forKey: .actions)
-        try c.encode(blocksBefore, forKey: .blocksBefore)
-        try c.encode(blocksAfter, forKey: .blocksAfter)
-    }
 
     public var text: String {
         func d(_ b: [Int]) -> String { b.map(String.init).joined(separator: "-") }
         var lines = ["remove: \(d(blocksBefore)) → \(d(blocksAfter))"]
         for a in actions {
-            if a.action == "deleted" {
+            if a.action == .deleted {
                 lines.append("  block \(a.block) (h \(formatH(a.hBefore))): deleted, later blocks of stage \(a.block.split(separator: ".")[0]) renumbered")
             } else {
                 lines.append("  block \(a.block) (h \(formatH(a.hBefore))): changes shape, kept with h = 0 (output = shortcut P(Y) only)")

@@ -25,7 +25,7 @@ extension Surgery {
         }
         var args: [String: JSONValue] = ["h": .double(h)]
         if let block { args["block"] = .string(block.description) }
-        out.appendEvent("set-h", args, parentSHA256: parentSHA256)
+        out.appendEvent(.setH, args, parentSHA256: parentSHA256)
         let plan = SetHPlan(h: h, block: block?.description, changes: changes,
                             totalTimeBefore: net.stages.map(\.totalTime),
                             totalTimeAfter: out.network.stages.map(\.totalTime))
@@ -35,7 +35,7 @@ extension Surgery {
 
 /// What ``Surgery/setH(_:h:block:parentSHA256:)`` did.
 public struct SetHPlan: SurgeryPlan, Equatable {
-    public var op: String { "set-h" }
+    public let op = SurgeryPlanKind.setH
     public struct Change: Codable, Equatable, Sendable {
         public var block: String
         public var hBefore: Double
@@ -52,15 +52,6 @@ public struct SetHPlan: SurgeryPlan, Equatable {
 
     enum CodingKeys: String, CodingKey {
         case op, h, block, changes, totalTimeBefore = "stage_total_h_before", totalTimeAfter = "stage_total_h_after"
-    }
-    public func encode(to encoder: Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(op, forKey: .op)
-        try c.encode(h, forKey: .h)
-        try c.encode(block, forKey: .block)
-        try c.encode(changes, forKey: .changes)
-        try c.encode(totalTimeBefore, forKey: .totalTimeBefore)
-        try c.encode(totalTimeAfter, forKey: .totalTimeAfter)
     }
 
     public var text: String {

@@ -51,14 +51,14 @@ extension Surgery {
         let pinned = (0..<n).filter { blocks[$0].changesShape }
         let plan = ShufflePlan(stage: s, order: order, pinned: pinned,
                                hAfter: out.network.stages[s].blocks.map(\.h))
-        out.appendEvent("shuffle", args, parentSHA256: parentSHA256)
+        out.appendEvent(.shuffle, args, parentSHA256: parentSHA256)
         return (out, plan)
     }
 }
 
 /// What ``Surgery/shuffle(_:stage:_:parentSHA256:)`` did.
 public struct ShufflePlan: SurgeryPlan, Equatable {
-    public var op: String { "shuffle" }
+    public let op = SurgeryPlanKind.shuffle
     public var stage: Int
     /// `order[newIndex] = oldIndex`.
     public var order: [Int]
@@ -68,14 +68,6 @@ public struct ShufflePlan: SurgeryPlan, Equatable {
     public var hAfter: [Double]
 
     enum CodingKeys: String, CodingKey { case op, stage, order, pinned, hAfter = "h_after" }
-    public func encode(to encoder: Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(op, forKey: .op)
-        try c.encode(stage, forKey: .stage)
-        try c.encode(order, forKey: .order)
-        try c.encode(pinned, forKey: .pinned)
-        try c.encode(hAfter, forKey: .hAfter)
-    }
 
     public var text: String {
         var lines = ["shuffle stage \(stage): new order \(order.map(String.init).joined(separator: ","))"

@@ -12,10 +12,39 @@ import Foundation
 /// Σh. Interpolation halves the step, removal drops one step, shuffling reorders steps.
 public enum Surgery {}
 
+/// The kinds of surgery plan, by the name their JSON `op` field carries.
+public enum SurgeryPlanKind: String, CaseIterable, Sendable, Codable {
+    case interpolate, remove, shuffle
+    case setH = "set-h"
+    case coarsen, diff
+
+    /// The lineage event the operation appends (nil for `diff`, which writes no file).
+    public var lineageOp: LineageOp? {
+        switch self {
+        case .interpolate: .interpolate
+        case .remove: .remove
+        case .shuffle: .shuffle
+        case .setH: .setH
+        case .coarsen: .coarsen
+        case .diff: nil
+        }
+    }
+}
+
+/// What an operation did with the optimizer's momentum buffers.
+public enum OptimizerHandling: String, Sendable, Codable {
+    /// The input had no optimizer state.
+    case absent
+    /// `resetOptimizer`: the state was dropped.
+    case dropped
+    /// Every buffer followed its block's parameters (new blocks: copies or zeros).
+    case remapped = "momentum remapped"
+}
+
 /// A surgery plan: what an operation did (or, in a dry run, would do).
 public protocol SurgeryPlan: Encodable, Sendable {
-    /// The lineage name of the operation ("interpolate", "remove", ...).
-    var op: String { get }
+    /// The operation (JSON `op`, e.g. "interpolate", "set-h").
+    var op: SurgeryPlanKind { get }
     /// Multi-line human-readable description.
     var text: String { get }
 }
@@ -53,6 +82,10 @@ public enum SurgeryError: Error, Equatable, Sendable, CustomStringConvertible {
     /// A block after the first of its stage that changes shape (format v1 never has one;
     /// interpolation cannot copy it into a shape-keeping slot).
     case shapeChangeInsideStage(BlockID)
+    /// Coarsening merges blocks in pairs: a stage with an odd number of blocks cannot be coarsened.
+    case oddBlockCount(stage: Int, blocks: Int)
+    /// Coarsening would merge this shape-changing block (block 2i+1 of a pair) away.
+    case wouldMergeAwayShapeChangingBlock(BlockID)
 
     public var description: String {
         switch self {
@@ -77,12 +110,18 @@ public enum SurgeryError: Error, Equatable, Sendable, CustomStringConvertible {
             return "step size h must be finite and ≥ 0 (got \(h))"
         case .cannotCopyShapeChangingBlock(let id):
             return "--first-block self: block \(id) changes shape (stride 2 or Cin ≠ Cout), so the new"
-                + " block \(id.stage).1 cannot be a copy of it; use auto or next"
+                + " block \(id.stage).1 cannot be a copy of it; use auto, next or identity"
         case .emptySelection(let what):
             return "\(what) must not be empty"
         case .shapeChangeInsideStage(let id):
             return "block \(id) changes shape (stride 2 or Cin ≠ Cout) but is not the first block of its"
                 + " stage, so a copy of it cannot follow it; only block 0 of a stage may change shape"
+        case .oddBlockCount(let s, let n):
+            return "stage \(s) has \(n) blocks, an odd number: coarsening merges blocks 2i and 2i+1 in pairs,"
+                + " so every coarsened stage needs an even number of blocks (choose other stages with --stages)"
+        case .wouldMergeAwayShapeChangingBlock(let id):
+            return "block \(id) changes shape (stride 2 or Cin ≠ Cout) and would be merged away into block"
+                + " \(id.stage).\(id.block - 1): only the first block of a pair may change shape"
         }
     }
 }
@@ -140,8 +179,8 @@ extension Checkpoint {
 
     /// Appends a surgery lineage event. The result is a new file's content, so the root
     /// `created_by`/`created_at` are cleared for the writer to fill in.
-    mutating func appendEvent(_ op: String, _ args: [String: JSONValue], parentSHA256: String?) {
-        lineage.append(LineageEvent(op: op, args: args, parentSHA256: parentSHA256))
+    mutating func appendEvent(_ op: LineageOp, _ args: [String: JSONValue], parentSHA256: String?) {
+        lineage.append(LineageEvent(op, args: args, parentSHA256: parentSHA256))
         createdBy = nil
         createdAt = nil
     }

@@ -45,10 +45,14 @@ final class ProgressReporter {
     private var barShown = false
     private let quiet: Bool
 
-    init(format: String, logEvery: Int?, metricsPath: String, quiet: Bool = false) throws {
+    /// - Parameter metricsPath: nil: no metrics file (ranks other than 0 of a data-parallel job).
+    /// - Parameter bar: allow the live bar on a terminal (off under mpirun, whose output
+    ///   forwarding gives every rank a pseudo-terminal).
+    init(format: String, logEvery: Int?, metricsPath: String?, quiet: Bool = false, bar: Bool = true) throws {
         self.quiet = quiet
-        if format == "json" { mode = .json } else { mode = isatty(STDOUT_FILENO) == 1 ? .bar : .lines }
+        if format == "json" { mode = .json } else { mode = bar && isatty(STDOUT_FILENO) == 1 ? .bar : .lines }
         self.logEvery = logEvery
+        guard let metricsPath else { metrics = nil; return }
         if !FileManager.default.fileExists(atPath: metricsPath) {
             guard FileManager.default.createFile(atPath: metricsPath, contents: nil) else {
                 throw TrainError("\(metricsPath): cannot create the metrics file")

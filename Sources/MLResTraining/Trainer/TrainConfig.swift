@@ -135,6 +135,9 @@ public struct TrainRequest: Sendable {
     public var resume: String?
     /// Start a fresh run in a folder that already holds one.
     public var force: Bool = false
+    /// `--sync-bn`: with several ranks, batch statistics over the global batch (a launch
+    /// setting like `--threads`: not stored, a resume may change it).
+    public var syncBN: Bool = false
 
     public init() {}
 }

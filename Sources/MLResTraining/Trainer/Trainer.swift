@@ -63,6 +63,12 @@ public final class Trainer {
     /// (depth, test error) at the end of each cycle this process finished, for the summary.
     private var cycleResults: [(blocks: String, error: Double)] = []
     private let reporter: ProgressReporter
+    /// The data-parallel job (``SingleProcess`` when alone); rank 0 alone writes files.
+    private let group: ProcessGroup
+    /// `--sync-bn`: batch statistics over the global batch (only with more than one rank).
+    private let syncBN: Bool
+    private var flatGradients: [Float] = []
+    private var communication = CommunicationClock()
 
     /// Stop (as on SIGTERM: write `last.h5`, return ``TrainOutcome/interrupted``) once this
     /// many global steps are done; for tests and scripted pauses.
@@ -78,9 +84,16 @@ public final class Trainer {
     /// and the run folder. Throws ``TrainError``, `DatasetError` or `CheckpointError` naming
     /// the flag, file or HDF5 path at fault.
     ///
-    /// - Parameter quiet: no console output (metrics.jsonl is still written).
-    public init(_ request: TrainRequest, stop: StopRequest = StopRequest(), quiet: Bool = false) throws {
+    /// - Parameters:
+    ///   - quiet: no console output (metrics.jsonl is still written).
+    ///   - group: the ranks of a data-parallel job (see docs/distributed.md): every rank trains
+    ///     on `--batch-size / group.size` images of each global batch, gradients are summed
+    ///     over the ranks before the SGD step, and rank 0 alone writes files.
+    public init(_ request: TrainRequest, stop: StopRequest = StopRequest(), quiet: Bool = false,
+                group: ProcessGroup = SingleProcess()) throws {
         self.stop = stop
+        self.group = group
+        syncBN = request.syncBN && group.size > 1
         // 1. The checkpoint to resume, if any, and the configuration.
         let ckpt = try Self.readCheckpointToResume(request.resume)
         let stored = try ckpt?.training.map { try TrainConfig.parse($0.config, file: request.resume!) }
@@ -90,6 +103,9 @@ public final class Trainer {
         // 2. The data, and the schedule in optimizer steps.
         (train, test) = try cfg.selection.load()
         if let net = ckpt?.network { try Self.check(net, file: request.resume!, fits: train, config: cfg) }
+        guard cfg.batchSize % group.size == 0 else {
+            throw TrainError("--batch-size \(cfg.batchSize) is not a multiple of the \(group.size) ranks: every rank takes an equal slice of each global batch")
+        }
         let spe = train.count / cfg.batchSize
         guard spe > 0 else {
             throw TrainError("--batch-size \(cfg.batchSize) is larger than the \(train.count) training images")
@@ -106,7 +122,7 @@ public final class Trainer {
         } catch let e as ScheduleError { throw TrainError(e.description) }
 
         // 3. The run folder.
-        outDir = try Self.prepareRunFolder(request)
+        outDir = try Self.prepareRunFolder(request, removesOldRun: group.rank == 0)
 
         // 4. The starting state.
         let start: StartState
@@ -126,18 +142,19 @@ public final class Trainer {
         config = cfg
 
         // 5. Engine, data loaders, reporting.
-        executor = try Self.makeExecutor(start.network, optimizer: start.optimizer, config: cfg)
+        executor = try Self.makeExecutor(start.network, optimizer: start.optimizer, config: cfg, group: group, syncBN: syncBN)
         let standardizer = Standardizer(mean: start.network.inputMean, std: start.network.inputStd)
         loader = try TrainingLoader(dataset: train, batchSize: cfg.batchSize,
                                     augmentation: Augmentation(padding: cfg.padding, flip: cfg.flip),
-                                    standardizer: standardizer, seed: cfg.seed, dropLast: true, prefetch: true)
+                                    standardizer: standardizer, seed: cfg.seed, dropLast: true, prefetch: true,
+                                    replica: group.rank, replicas: group.size)
         if let s = start.loaderState { try loader.restore(s) }
         let eb = try EvalBatches(dataset: test, batchSize: max(cfg.batchSize, 100), standardizer: standardizer)
         evalSource = eb
         evalCache = test.count * test.imageSize <= 64 << 20 ? (0 ..< eb.count).map { eb.batch($0) } : nil
         reporter = try ProgressReporter(format: cfg.logFormat, logEvery: cfg.logEvery,
-                                        metricsPath: (outDir as NSString).appendingPathComponent("metrics.jsonl"),
-                                        quiet: quiet)
+                                        metricsPath: group.rank == 0 ? (outDir as NSString).appendingPathComponent("metrics.jsonl") : nil,
+                                        quiet: quiet || group.rank != 0, bar: group.size == 1)
     }
 
     // MARK: - Setting up a run
@@ -187,7 +204,8 @@ public final class Trainer {
     /// `--out RUN` (default on resume: the checkpoint's folder), created if needed and checked
     /// writable; a folder holding a run is refused unless resuming or `--force` (which removes
     /// the old run's metrics and cycle snapshots).
-    private static func prepareRunFolder(_ request: TrainRequest) throws -> String {
+    /// `removesOldRun`: false on every rank of a data-parallel job but rank 0.
+    private static func prepareRunFolder(_ request: TrainRequest, removesOldRun: Bool) throws -> String {
         let out: String
         if let o = request.out { out = o }
         else if let r = request.resume { out = (r as NSString).deletingLastPathComponent.isEmpty ? "." : (r as NSString).deletingLastPathComponent }
@@ -205,7 +223,7 @@ public final class Trainer {
         if request.resume == nil && !request.force && fm.fileExists(atPath: last) {
             throw TrainError("--out \(out) already holds a run (\(last)); continue it with --resume \(last), choose another --out, or pass --force to start over")
         }
-        if request.resume == nil && request.force {
+        if request.resume == nil && request.force && removesOldRun {
             // Starting over: the old run's metrics and cycle snapshots would mislead.
             for f in (try? fm.contentsOfDirectory(atPath: out)) ?? []
             where f == "metrics.jsonl" || (f.hasPrefix("cycle-") && f.hasSuffix(".h5")) {
@@ -278,9 +296,11 @@ public final class Trainer {
 
     /// An executor holding `network` and, if given, its momentum buffers, with the run's
     /// momentum and weight decay (at the start and after every interpolation).
-    private static func makeExecutor(_ network: Network, optimizer: OptimizerState?,
-                                     config cfg: TrainConfig) throws -> NetworkExecutor {
-        let executor = try NetworkExecutor(network: network, batchSize: cfg.batchSize, threads: cfg.threads)
+    /// With N ranks the executor's batch is this rank's slice, `--batch-size / N`.
+    private static func makeExecutor(_ network: Network, optimizer: OptimizerState?, config cfg: TrainConfig,
+                                     group: ProcessGroup, syncBN: Bool) throws -> NetworkExecutor {
+        let executor = try NetworkExecutor(network: network, batchSize: cfg.batchSize / group.size, threads: cfg.threads,
+                                           replicaSum: syncBN ? ReplicaSum(replicas: group.size) { group.allreduceSum(&$0) } : nil)
         executor.momentum = cfg.momentum
         executor.weightDecay = cfg.weightDecay
         if var o = optimizer {
@@ -301,7 +321,8 @@ public final class Trainer {
         let runClock = Date()
         var runSteps = 0
         while globalStep < plan.totalSteps {
-            if stop.isRequested || stopAtStep == globalStep { return try interrupt() }
+            // Every rank stops after the same step: the stop flag is reduced over the ranks.
+            if group.any(stop.isRequested || stopAtStep == globalStep) { return try interrupt() }
             let pos = plan.position(ofStep: globalStep)
             if partial == nil {
                 partial = .init(lossSum: 0, correct: 0, seen: 0, seconds: 0, lrStart: pos.lr)
@@ -309,9 +330,9 @@ public final class Trainer {
             if runSteps == 0 || globalStep % stepsPerEpoch == 0 { epochClock = Date() }
             let batch = loader.next()
             let r = try step(batch, lr: pos.lr)
-            partial!.lossSum += r.loss * Double(batch.count)
+            partial!.lossSum += r.lossSum
             partial!.correct += r.correct
-            partial!.seen += batch.count
+            partial!.seen += r.count
             globalStep += 1; runSteps += 1
             let inEpoch = globalStep - epochsDone * stepsPerEpoch
             let elapsed = Date().timeIntervalSince(runClock)
@@ -330,6 +351,7 @@ public final class Trainer {
             reporter.say("test error by cycle: " + cycleResults.map { String(format: "%@ %.2f%%", $0.blocks, 100 * $0.error) }
                 .joined(separator: " → "))
         }
+        try reportDigest()
         reporter.say("done: \(epochsDone) epochs, \(currentBlocks) blocks, test error \(String(format: "%.2f", 100 * err))%; wrote \(lastPath)")
         return .finished(checkpoint: lastPath, testError: err)
     }
@@ -338,21 +360,41 @@ public final class Trainer {
 
     /// One optimizer step on `batch` at learning rate `lr`: forward and backward (training-mode
     /// BN; the gradient of the mean softmax cross-entropy), the check that loss and gradient are
-    /// finite, then the SGD update. The seam for data-parallel training: average the gradients
-    /// (and the loss sums) between `computeGradients` and `applySGD`.
+    /// finite, then the SGD update. With N > 1 ranks `batch` is this rank's slice: the flat
+    /// gradient is summed over the ranks (one MPI_Allreduce) and divided by N (each rank's
+    /// gradient is that of its own mean loss), so every rank makes the same update; the loss
+    /// sum and correct count are summed too. Returns the global batch's loss sum, correct
+    /// count and size.
     ///
     /// - Throws: ``TrainError`` at the first non-finite loss or gradient, before the update;
-    ///   nothing is written, so `RUN/last.h5` keeps the last finite state.
-    private func step(_ batch: Batch, lr: Double) throws -> (loss: Double, correct: Int) {
+    ///   nothing is written, so `RUN/last.h5` keeps the last finite state. (Every rank sees
+    ///   the same summed values, so all ranks stop together.)
+    private func step(_ batch: Batch, lr: Double) throws -> (lossSum: Double, correct: Int, count: Int) {
         let r = try executor.computeGradients(input: batch.images, labels: batch.labels.map { Int($0) })
-        if !r.loss.isFinite {
-            throw diverged("the loss is \(r.loss)", lr: lr)
+        var loss = r.loss, correct = r.correct, count = batch.count
+        if group.size > 1 {
+            let clock = Date()
+            let scale = 1 / Float(group.size)
+            executor.withFlatGradients(&flatGradients) { b in
+                group.allreduceSum(b)
+                for i in b.indices { b[i] *= scale }
+            }
+            var sums = [r.loss * Double(batch.count), Double(r.correct)]
+            group.allreduceSum(&sums)
+            communication.seconds += Date().timeIntervalSince(clock)
+            communication.calls += 1
+            communication.bytes += flatGradients.count * MemoryLayout<Float>.size
+            count = batch.count * group.size
+            loss = sums[0] / Double(count); correct = Int(sums[1].rounded())
+        }
+        if !loss.isFinite {
+            throw diverged("the loss is \(loss)", lr: lr)
         }
         if let bad = executor.firstNonFiniteGradient() {
             throw diverged("the gradient of \(bad.path) is \(bad.value) at element \(bad.index)", lr: lr)
         }
         executor.applySGD(lr: Float(lr))
-        return r
+        return (loss * Double(count), correct, count)
     }
 
     /// The error that stops a diverged run at the step in progress (1-based global step).
@@ -377,6 +419,8 @@ public final class Trainer {
     }
 
     private func endEpoch(lastLR: Double) throws {
+        try averageRunningStatistics()
+        try checkRanksAgree()
         let (testLoss, testError) = try evaluate()
         let p = partial!
         let seconds = p.seconds + Date().timeIntervalSince(epochClock)
@@ -393,6 +437,13 @@ public final class Trainer {
         rec["epoch"] = .int(epochsDone); rec["global_step"] = .int(globalStep); rec["blocks"] = .int(Int(blocks))
         rec["type"] = .string("epoch"); rec["cycle"] = .int(cycle); rec["lr_start"] = .double(p.lrStart)
         rec["depth"] = .string(currentBlocks)
+        if group.size > 1 {
+            rec["ranks"] = .int(group.size)
+            rec["allreduce_seconds"] = .double(communication.seconds)
+            rec["allreduce_calls"] = .int(communication.calls)
+            rec["allreduce_bytes"] = .int(communication.bytes)
+            communication.reset()
+        }
         reporter.record(rec)
         if reporter.mode != .json {
             reporter.say(String(format: "epoch %d/%d %@ cycle %d: train loss %.4f err %.2f%% | test loss %.4f err %.2f%% | lr %.4f→%.4f | %.1fs",
@@ -425,7 +476,7 @@ public final class Trainer {
         let before = try checkpoint(cycleEnd: true)
         let (after, splan) = try Surgery.interpolate(before, firstBlock: config.firstBlock, hPolicy: .halve,
                                                      resetOptimizer: config.resetMomentum, parentSHA256: sha)
-        executor = try Self.makeExecutor(after.network, optimizer: after.optimizer, config: config)
+        executor = try Self.makeExecutor(after.network, optimizer: after.optimizer, config: config, group: group, syncBN: syncBN)
         lineage = after.lineage
         reporter.say("after epoch \(epochsDone): interpolated \(splan.blocksBefore.map(String.init).joined(separator: "-")) → \(currentBlocks) (h halved, momentum \(config.resetMomentum ? "reset to zero" : "mapped")); new cycle at lr \(config.lrMax)")
         reporter.record(["type": .string("interpolate"), "epoch": .int(epochsDone), "global_step": .int(globalStep),
@@ -439,16 +490,19 @@ public final class Trainer {
         let pos = plan.position(ofStep: globalStep)
         let endStep = globalStep - pos.stepInCycle + pos.cycleSteps
         let endEpoch = (endStep + stepsPerEpoch - 1) / stepsPerEpoch
-        lineage.append(LineageEvent(op: "train", args: [
+        lineage.append(LineageEvent(.train, args: [
             "epochs": .int(endEpoch - epochsDone), "cycle": .int(pos.cycle), "from_epoch": .int(epochsDone),
             "to_epoch": .int(endEpoch), "global_step": .int(globalStep), "dataset": .string(config.dataset.rawValue),
             "blocks": .string(currentBlocks), "resumed": .bool(resumed && segments == 0),
+            "ranks": .int(group.size), "sync_bn": .bool(syncBN),
         ]))
         segments += 1
     }
 
     private func interrupt() throws -> TrainOutcome {
+        try averageRunningStatistics()
         try write(to: lastPath, cycleEnd: false)
+        try reportDigest()
         let sig = stop.signal.map { $0 == SIGINT ? "SIGINT" : "SIGTERM" } ?? "stop requested"
         reporter.say("\(sig): stopped after step \(globalStep) (epoch \(epochsDone + 1), \(globalStep - epochsDone * stepsPerEpoch)/\(stepsPerEpoch)); wrote \(lastPath). Resume with: mlres-train --resume \(lastPath)")
         return .interrupted(checkpoint: lastPath, epoch: epochsDone, globalStep: globalStep)
@@ -459,11 +513,17 @@ public final class Trainer {
     /// Eval-mode mean cross-entropy and error on the test set (running BN statistics): the one
     /// scoring loop, ``Evaluation/score(_:batchCount:batch:classes:skipping:keepLogits:observe:)``,
     /// that `mlres-eval score` runs.
+    /// With N ranks the batches are split (rank r scores the batches b with b mod N = r) and the
+    /// sums are added.
     private func evaluate() throws -> (loss: Double, error: Double) {
-        let ev = try Evaluation.score(executor, batchCount: evalSource.count,
-                                      batch: { [evalCache, evalSource] in evalCache?[$0] ?? evalSource.batch($0) },
+        let mine = Array(stride(from: group.rank, to: evalSource.count, by: group.size))
+        let ev = try Evaluation.score(executor, batchCount: mine.count,
+                                      batch: { [evalCache, evalSource] in evalCache?[mine[$0]] ?? evalSource.batch(mine[$0]) },
                                       classes: executor.network.numClasses)
-        return (ev.meanLoss, ev.error)
+        guard group.size > 1 else { return (ev.meanLoss, ev.error) }
+        var sums = [ev.count > 0 ? ev.meanLoss * Double(ev.count) : 0, Double(ev.correct), Double(ev.count)]
+        group.allreduceSum(&sums)
+        return (sums[0] / sums[2], 1 - sums[1] / sums[2])
     }
 
     /// The current state as a checkpoint. `cycleEnd`: the step count ends a cycle and the record
@@ -489,7 +549,40 @@ public final class Trainer {
                           training: state, lineage: lineage)
     }
 
+    /// Rank 0 alone writes (atomically); the other ranks hold the same state.
     private func write(to path: String, cycleEnd: Bool) throws {
+        guard group.rank == 0 else { return }
         try CheckpointIO.write(try checkpoint(cycleEnd: cycleEnd), to: path)
+    }
+
+    // MARK: - Data parallelism (see docs/distributed.md)
+
+    /// Per-rank batch statistics leave each rank its own running statistics: their mean over
+    /// the ranks replaces them before any evaluation or checkpoint, so all ranks evaluate and
+    /// save the same model (with `--sync-bn` they are already equal and stay so).
+    private func averageRunningStatistics() throws {
+        guard group.size > 1 else { return }
+        var stats = executor.runningStatistics()
+        group.average(&stats)
+        try executor.setRunningStatistics(stats)
+    }
+
+    /// Compares a fingerprint of every tensor over the ranks; throws naming the first tensor
+    /// that differs (a rank that diverged would otherwise go on training silently).
+    private func checkRanksAgree() throws {
+        guard group.size > 1 else { return }
+        let prints = tensorFingerprints(try executor.exportNetwork())
+        var lo = prints.map(\.value), hi = lo
+        group.allreduceMin(&lo); group.allreduceMax(&hi)
+        if let path = firstDivergence(paths: prints.map(\.path), minimum: lo, maximum: hi) {
+            throw TrainError("the \(group.size) ranks hold different weights after step \(globalStep): first differing tensor \(path)")
+        }
+    }
+
+    /// With several ranks, every rank prints the digest of the weights it holds (they agree).
+    private func reportDigest() throws {
+        guard group.size > 1 else { return }
+        let d = networkDigest(try executor.exportNetwork())
+        FileHandle.standardError.write(Data("rank \(group.rank)/\(group.size): weights sha256 \(d) at step \(globalStep)\n".utf8))
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import MLResModel
+import MLResTestSupport
 @testable import MLResServer
 import Testing
 
@@ -43,35 +44,15 @@ struct ReferenceFixture {
     }
 }
 
-@Suite("ReferenceBackend")
-struct ReferenceBackendTests {
-    @Test("matches an independent float64 numpy forward pass (zero-pad shortcut, eval BN, h)")
-    func matchesNumpy() throws {
+@Suite("The numpy fixture")
+struct NumpyFixtureTests {
+    @Test("the shared float64 reference matches the independent numpy forward pass (zero-pad shortcut, eval BN, h)")
+    func referenceMatchesNumpy() throws {
         let f = try ReferenceFixture.load()
         // The fixture exercises a stride-2, channel-widening block on an odd spatial size.
         #expect(f.network.stages[1].blocks[0].stride == 2)
         #expect(f.network.stages[1].blocks[0].shortcutChannelOffset == 1)
-        let got = try ReferenceBackend(network: f.network).infer(f.standardised, count: f.count)
-        #expect(got.count == f.logits.count)
-        for (a, b) in zip(got, f.logits) { #expect(abs(a - b) <= 1e-4 * max(1, abs(b)), "\(a) vs \(b)") }
-    }
-
-    @Test("threads only change speed, not results")
-    func threadsAgree() throws {
-        let net = Network.initialized(tinyArchitecture, seed: 3)
-        let x = testPixels(count: 5, seed: 9)
-        let one = try ReferenceBackend(network: net, threads: 1).infer(x, count: 5)
-        let two = try ReferenceBackend(network: net, threads: 2).infer(x, count: 5)
-        #expect(one == two)
-        // And a batch equals the images one by one.
-        let size = 3 * 6 * 6
-        let second = try ReferenceBackend(network: net).infer(Array(x[size ..< 2 * size]), count: 1)
-        #expect(Array(one[5 ..< 10]) == second)
-    }
-
-    @Test("wrong input length is an error, not a crash")
-    func wrongLength() {
-        let net = Network.initialized(tinyArchitecture, seed: 3)
-        #expect(throws: BackendError.self) { try ReferenceBackend(network: net).infer([1, 2, 3], count: 1) }
+        let got = Ref.evalLogits(f.network, Array64([f.count] + f.network.inputShape, f.standardised.map(Double.init))).v
+        expectClose(got, f.logits.map(Double.init), tolerance: 1e-4)
     }
 }
