@@ -1,4 +1,5 @@
 import ArgumentParser
+import MLResCLI
 import Foundation
 import MLResEngine
 import MLResModel
@@ -43,8 +44,7 @@ struct Bench: ParsableCommand {
         do {
             exec = try NetworkExecutor(network: net, batchSize: batch, threads: threads, precision: precision)
         } catch let e as UnsupportedPrecision {
-            FileHandle.standardError.write(Data("mlres-train bench: \(e)\n".utf8))
-            throw ExitCode(2)
+            throw cliFailure("bench: \(e)")
         }
         var rng = SplitMix64(seed: 2)
         let input = (0..<(batch * arch.inputShape.reduce(1, *))).map { _ in Float(rng.nextNormal()) }
