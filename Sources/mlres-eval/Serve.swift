@@ -100,8 +100,9 @@ struct Serve: AsyncParsableCommand {
         do {
             try await serve(server, host: host)
         } catch {
+            // The one CLI contract: a refused operation exits 2.
             FileHandle.standardError.write(Data("mlres-eval serve: cannot serve on \(host):\(port): \(error)\n".utf8))
-            throw ExitCode.failure
+            throw ExitCode(2)
         }
         print("mlres-eval serve: stopped")
     }
