@@ -170,6 +170,39 @@ struct UnreadableCauseTests {
         }
     }
 
+    @Test("Dataset files: a FIFO, a folder, a dangling link, a refused permission are named at once (score, train)")
+    func datasetCauses() throws {
+        let dir = try scratchFolder("dataset-causes")
+        chmod(dir, 0o777)
+        defer { chmod(dir + "/denied/t10k-images-idx3-ubyte", 0o644); try? FileManager.default.removeItem(atPath: dir) }
+        let ckpt = dir + "/net.h5"
+        #expect(try runTool("mlres-train", ["init", "--blocks", "1-1", "--widths", "4,8", "--input-shape", "1,28,28", "-o", ckpt]).status == 0)
+        let file = "t10k-images-idx3-ubyte"
+        let cases: [(String, (String) throws -> Void, String)] = [
+            ("fifo", { p in guard mkfifo(p, 0o644) == 0 else { throw SwapperError(description: "mkfifo") } }, "FIFO (named pipe)"),
+            ("folder", { p in try FileManager.default.createDirectory(atPath: p, withIntermediateDirectories: false) }, "is a directory"),
+            ("dangling", { p in try FileManager.default.createSymbolicLink(atPath: p, withDestinationPath: "nowhere") }, "symbolic link to 'nowhere'"),
+            ("denied", { p in try FileManager.default.copyItem(atPath: fashion + "/" + file, toPath: p); chmod(p, 0) }, "permission denied"),
+        ]
+        for (name, make, phrase) in cases {
+            let data = dir + "/" + name
+            try FileManager.default.createDirectory(atPath: data, withIntermediateDirectories: false)
+            for f in try FileManager.default.contentsOfDirectory(atPath: fashion) where f != file {
+                try FileManager.default.copyItem(atPath: fashion + "/" + f, toPath: data + "/" + f)
+            }
+            try make(data + "/" + file)
+            for args in [["score", ckpt, "--dataset", "fashion-mnist", "--data-dir", data, "--threads", "1"]] {
+                let r = try runUnprivileged("mlres-eval", args, seconds: 30)
+                #expect(r.status == 2, "\(name): exit \(r.status): \(r.stderr)")
+                #expect(r.stderr.contains(data + "/" + file) && r.stderr.contains(phrase), "\(name): \(r.stderr)")
+                #expect(!r.stderr.contains("missing dataset file"), "\(name): \(r.stderr)")
+            }
+            let t = try runUnprivileged("mlres-train", ["--dataset", "fashion-mnist", "--data-dir", data, "--epochs", "1",
+                                                        "--batch-size", "10", "--out", dir + "/run-\(name)", "--threads", "1"], seconds: 30)
+            #expect(t.status == 2 && t.stderr.contains(phrase), "train, \(name): exit \(t.status): \(t.stderr)")
+        }
+    }
+
     @Test("The server: a model that cannot be loaded is reported with its cause, the others are served")
     func serverLoad() throws {
         let folder = try CauseFolder()
