@@ -55,7 +55,7 @@ public enum AnalysisEvaluation {
         }
         let text: String
         if let lesion {
-            let (intact, rows) = try LesionStudy.run(checkpoint, evaluator: scorer, mode: lesion.mode,
+            let (intact, rows, _) = try LesionStudy.run(checkpoint, evaluator: scorer, mode: lesion.mode,
                                                      seeds: lesion.seeds, ks: lesion.ks, name: path)
             text = try analysisJSON(LesionReport(
                 checkpoint: path, sha256: loaded.sha256, dataset: kind.rawValue, images: dataset.count,
