@@ -21,7 +21,24 @@ standard pickle module. ref-net.json says which. The tests import both files wit
 .pt through scripts/pt_to_safetensors.py), score them with `mlres-eval score --save-logits`, and
 compare with ref-logits.npy; CI needs no PyTorch.
 
-Run: python3 scripts/make_interop_fixtures.py   (numpy + safetensors; torch if available)
+The other direction, with `--mlres-bin DIR` (a folder holding built mlres-train and mlres-surgery)
+and PyTorch installed:
+
+  mlres-net.h5                   a checkpoint made by mlres: a 2-1-3 network (widths 4,8,16) trained
+                                   2 epochs on fixtures/datasets/cifar10 (so BN statistics are
+                                   non-trivial), then h set per block to 0.5 / 0 / 1.25 by
+                                   `mlres-surgery set-h`
+  mlres-net.safetensors          `mlres-surgery export mlres-net.h5 --format safetensors`
+  mlres-net.torch-logits.npy     scripts/mlres_torch.load_mlres(mlres-net.safetensors) as an
+                                   nn.Module, forward in float64 by PyTorch on the 20 test images
+  mlres-net.json                 provenance (torch version, sha256 of both files)
+
+The test exports mlres-net.h5 again with the mlres under test, checks the export is the same
+tensors as mlres-net.safetensors, and compares `mlres-eval score --save-logits` with the PyTorch
+logits.
+
+Run: python3 scripts/make_interop_fixtures.py [--mlres-bin .build/release]
+     (numpy + safetensors; torch if available; --mlres-bin needs torch)
 """
 import collections
 import io
@@ -193,5 +210,59 @@ def main():
     print(json.dumps(info))
 
 
+def sha256(path):
+    import hashlib
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def from_mlres(bin_dir):
+    """mlres → safetensors → PyTorch: the export direction (see the module docstring)."""
+    import subprocess
+    import tempfile
+    if torch is None:
+        sys.exit("make_interop_fixtures: --mlres-bin needs PyTorch (the point is a PyTorch forward)")
+    cifar = os.path.join(ROOT, "fixtures", "datasets", "cifar10")
+    h5, st = os.path.join(OUT, "mlres-net.h5"), os.path.join(OUT, "mlres-net.safetensors")
+    with tempfile.TemporaryDirectory() as tmp:
+        def run(*args):
+            subprocess.run([str(a) for a in args], check=True, stdout=subprocess.DEVNULL)
+        run(f"{bin_dir}/mlres-train", "--dataset", "cifar10", "--data-dir", cifar, "--blocks", "2-1-3",
+            "--widths", "4,8,16", "--epochs", "2", "--batch", "8", "--seed", "3", "--threads", "1",
+            "--out", f"{tmp}/run")
+        prev = f"{tmp}/run/last.h5"
+        for k, (block, h) in enumerate([("0.1", "0.5"), ("1.0", "0"), ("2.2", "1.25")]):
+            nxt = h5 if k == 2 else f"{tmp}/h{k}.h5"
+            run(f"{bin_dir}/mlres-surgery", "set-h", prev, "--block", block, "--h", h, "-o", nxt, "--force")
+            prev = nxt
+    if os.path.exists(st):
+        os.remove(st)
+    subprocess.run([f"{bin_dir}/mlres-surgery", "export", h5, "--format", "safetensors", "-o", st],
+                   check=True, stdout=subprocess.DEVNULL)
+    x = read_images("cifar10", cifar, None)
+    net = mlres_torch.load_mlres(st, dtype=torch.float64)
+    net.eval()
+    with torch.no_grad():
+        z = net(torch.from_numpy(x.astype(np.float64))).numpy()
+    np.save(os.path.join(OUT, "mlres-net.torch-logits.npy"), z)
+    zn = mlres_torch.forward_numpy(*mlres_torch.load_state(st), x)
+    info = {"generator": "scripts/make_interop_fixtures.py --mlres-bin", "engine":
+            f"torch {torch.__version__}: mlres_torch.load_mlres nn.Module, forward in float64",
+            "checkpoint": "mlres-net.h5", "checkpoint_sha256": sha256(h5),
+            "export": "mlres-net.safetensors", "export_sha256": sha256(st), "images": int(len(x)),
+            "data": "fixtures/datasets/cifar10/test_batch.bin",
+            "max_abs_diff_torch_vs_forward_numpy": float(np.abs(z - zn).max()),
+            "max_abs_logit": float(np.abs(z).max())}
+    with open(os.path.join(OUT, "mlres-net.json"), "w") as f:
+        json.dump(info, f, indent=1)
+    print(json.dumps(info))
+
+
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) == 3 and sys.argv[1] == "--mlres-bin":
+        main()
+        from_mlres(os.path.abspath(sys.argv[2]))
+    elif len(sys.argv) == 1:
+        main()
+    else:
+        sys.exit("usage: make_interop_fixtures.py [--mlres-bin DIR]")

@@ -5,7 +5,9 @@ import MLResModel
 public struct BatchingOptions: Sendable {
     /// Most images one backend execution receives.
     public var maxBatch: Int
-    /// Longest time the oldest queued request waits for others to join its batch.
+    /// Longest time a batch waits for more requests to join it, counted from the oldest queued
+    /// request's arrival or, when that request arrived while the previous batch ran, from the end
+    /// of that batch (Triton's `max_queue_delay_microseconds`).
     public var maxQueueDelay: Duration
     /// Most images waiting in one model's queue; a request that does not fit gets 429.
     public var maxQueue: Int
@@ -76,7 +78,8 @@ struct ServingModel: Sendable {
 /// Dynamic batching for one model.
 ///
 /// Requests are queued; a dedicated thread takes the oldest request, waits until either
-/// `maxBatch` images are queued or the oldest has waited `maxQueueDelay`, then runs the queued
+/// `maxBatch` images are queued or `maxQueueDelay` has passed since the later of the oldest
+/// request's arrival and the end of the previous batch, then runs the queued
 /// requests (up to `maxBatch` images) as one backend call and hands each its slice of the
 /// logits. Work runs on its own thread so that a long forward pass never blocks the HTTP event
 /// loops or Swift's cooperative pool. `stop()` refuses new work, runs what is queued, and ends
@@ -103,6 +106,12 @@ public final class DynamicBatcher: @unchecked Sendable {
     private var model: ServingModel
     private var finishWaiters: [CheckedContinuation<Void, Never>] = []
     private var totals = BatcherStats()
+    /// When the previous batch finished (its replies sent). Under load, the requests queued while
+    /// a batch ran are past their own deadline when it ends, while the clients it just answered
+    /// are about to send their next request: counting the delay from the batch's end lets those
+    /// join instead of splitting a steady load into two half-size batches that alternate
+    /// (measured with scripts/bench-server.sh: concurrency 32 formed batches of 16 of a possible 32).
+    private var lastBatchEnd = ContinuousClock.now
 
     init(name: String, model: ServingModel, options: BatchingOptions, metrics: ServerMetrics) {
         self.name = name; self.model = model; self.options = options; self.metrics = metrics
@@ -179,7 +188,7 @@ public final class DynamicBatcher: @unchecked Sendable {
                 return
             }
             // Wait for the batch to fill, at most until the oldest request's deadline.
-            let deadline = queue[0].enqueued + options.maxQueueDelay
+            let deadline = max(queue[0].enqueued, lastBatchEnd) + options.maxQueueDelay
             while queuedImages < options.maxBatch && !stopping {
                 let remaining = ContinuousClock.now.duration(to: deadline)
                 if remaining <= .zero { break }
@@ -201,6 +210,7 @@ public final class DynamicBatcher: @unchecked Sendable {
             let current = model
             condition.unlock()
             run(taken, on: current)
+            condition.lock(); lastBatchEnd = .now; condition.unlock()
         }
     }
 

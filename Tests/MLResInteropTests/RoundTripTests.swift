@@ -9,7 +9,8 @@ import MLResTestSupport
 /// `mlres-surgery diff` finds equal; the exported safetensors file read by the safetensors package
 /// and run through scripts/mlres_torch.py's float64 math equals mlres's logits; the PyTorch
 /// fixtures (fixtures/interop, made by PyTorch with scripts/make_interop_fixtures.py) imported
-/// from .safetensors and from .pt score like PyTorch.
+/// from .safetensors and from .pt score like PyTorch, and PyTorch's forward of mlres's export of
+/// an mlres-trained checkpoint equals mlres's logits.
 @Suite struct InteropRoundTripTests {
     @Test("export --format safetensors → import: diff finds the networks equal; lineage records export and import with digests")
     func exportImportDiff() throws {
@@ -117,6 +118,30 @@ import MLResTestSupport
         #expect(wrong.status == 2 && wrong.stderr.contains("stages.2.blocks.0.conv1.weight: shape [16,8,3,3], expected [32,8,3,3]"),
                 "\(wrong.stderr)")
         #expect(!FileManager.default.fileExists(atPath: dir + "/wrong.h5"))
+    }
+
+    @Test("to PyTorch: mlres's export of an mlres-trained checkpoint is the file PyTorch ran, and PyTorch's logits equal mlres's")
+    func toPyTorch() throws {
+        let dir = try scratchFolder()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        // fixtures/interop/mlres-net.*: made by `scripts/make_interop_fixtures.py --mlres-bin DIR`,
+        // where PyTorch ran scripts/mlres_torch.load_mlres on the export (float64 forward).
+        let h5 = fixtures + "/mlres-net.h5", st = dir + "/net.safetensors"
+        let ex = try surgery("export", h5, "--format", "safetensors", "-o", st)
+        try #require(ex.status == 0, "\(ex.stderr)")
+        let same = try python("safetensors_check.py", [st, "--dataset", "cifar10", "--data-dir", cifar, "--n", "1",
+                                                       "--same-as", fixtures + "/mlres-net.safetensors"])
+        try #require(same.status == 0, "\(same.stdout)\(same.stderr)")
+        #expect(same.number("tensors") == 80 && same.number("tensors_differ") == 0, "\(same.stdout)")
+        #expect(same.stdout.contains("\"metadata_differ\": []"), "\(same.stdout)")
+        let logits = dir + "/mlres.npy"
+        let score = try eval("score", h5, "--dataset", "cifar10", "--data-dir", cifar, "--save-logits", logits, "--threads", "1")
+        try #require(score.status == 0, "\(score.stderr)")
+        let r = try python("compare_logits.py", [fixtures + "/mlres-net.torch-logits.npy", logits])
+        #expect(r.number("images") == 20, "\(r.stdout)")
+        #expect(r.number("rel_diff") <= 1e-4, "PyTorch vs mlres: \(r.stdout)")
+        #expect(r.number("class_agree") == 20, "\(r.stdout)")
+        #expect(r.number("max_abs_logit") > 0.1)
     }
 
     @Test("pt_to_safetensors.py refuses a pickle that names a global other than tensors and containers, running nothing")
