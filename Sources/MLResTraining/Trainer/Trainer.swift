@@ -499,8 +499,10 @@ public final class Trainer {
             let settings = RecalibrationSettings(batches: n, batchSize: config.batchSize, seed: config.seed,
                                                  epoch: epochsDone,
                                                  augmentation: Augmentation(padding: config.padding, flip: config.flip))
+            let clock = Date()
             try Recalibration.recalibrate(executor, train: train, settings: settings, replica: group.rank, replicas: group.size)
             try averageRunningStatistics()
+            rec["recalibrate_seconds"] = .double(Date().timeIntervalSince(clock))
             lineage.append(LineageEvent(.recalibrate, args: settings.lineageArgs(dataset: config.dataset.rawValue)))
             let recal = try evaluate()
             rec["recalibrate_bn"] = .int(n)
