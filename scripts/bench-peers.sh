@@ -3,7 +3,10 @@
 # paper's networks, alternating them, and prints images/s and the mlres/peer ratios. Inference
 # cases also time ONNX Runtime on mlres's own ONNX export ("ort-mlres-export").
 #
-#   scripts/bench-peers.sh [--rounds N] [--threads N] [--quick]
+#   scripts/bench-peers.sh [--rounds N] [--threads N] [--quick] [--ort-export-only]
+#
+# --ort-export-only: inference only, mlres against ONNX Runtime on mlres's own export of the same
+#   network (no peer script, no training cases): the like-for-like ratio of docs/interop.md.
 #
 # Environment:
 #   MLRES_PEERS_VENV    venv with the peers (default ~/peers-venv; created if missing: ~7 GB)
@@ -15,13 +18,14 @@
 # waits for idle CPUs and flags disturbed cases; mlres cases are run right after it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ROUNDS=2; THREADS=2; QUICK=0
+ROUNDS=2; THREADS=2; QUICK=0; ORTX_ONLY=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --rounds) ROUNDS="$2"; shift 2 ;;
     --threads) THREADS="$2"; shift 2 ;;
     --quick) QUICK=1; shift ;;
-    *) echo "bench-peers.sh: unknown argument '$1' (use --rounds N, --threads N, --quick)" >&2; exit 2 ;;
+    --ort-export-only) ORTX_ONLY=1; shift ;;
+    *) echo "bench-peers.sh: unknown argument '$1' (use --rounds N, --threads N, --quick, --ort-export-only)" >&2; exit 2 ;;
   esac
 done
 VENV="${MLRES_PEERS_VENV:-$HOME/peers-venv}"
@@ -56,12 +60,13 @@ for r in $(seq 1 "$ROUNDS"); do
     for t in $TASKS; do
       IFS=: read -r task mode batch steps <<<"$t"
       [ "$name" = wresnet14 ] && [ "$task" != train ] && continue
+      [ "$ORTX_ONLY" = 1 ] && [ "$mode" != infer ] && continue
       fw="$FW_TRAIN"; [ "$mode" = infer ] && fw="$FW_INFER"
-      "$VENV/bin/python" "$PEERS" --models "$name" --tasks "$task" --frameworks "$fw" \
+      [ "$ORTX_ONLY" = 1 ] || "$VENV/bin/python" "$PEERS" --models "$name" --tasks "$task" --frameworks "$fw" \
         --threads "$THREADS" --wait-idle "$WAIT" --out "$OUT/peers-$name-$task-$r.json" >/dev/null 2>&1 || \
         echo "# peers $name $task round $r failed (see $OUT)" >&2
       # Like the peer script: wait (up to 2 minutes) for other processes to leave the CPUs.
-      "$VENV/bin/python" - "$PEERS" "$WAIT" <<'PY' || true
+      [ "$ORTX_ONLY" = 1 ] || "$VENV/bin/python" - "$PEERS" "$WAIT" <<'PY' || true
 import os, sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(sys.argv[1])))
 import resnet_peers

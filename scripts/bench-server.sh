@@ -13,7 +13,8 @@
 # Usage: scripts/bench-server.sh [--model FILE.h5] [--blocks 2-2-2] [--widths 16,32,64]
 #          [--duration SECONDS] [--threads N] [--max-batch N] [--max-queue-delay-ms MS]
 #          [--concurrency "1 8 32"] [--debug] [--no-build] [--no-overload]
-# Environment: OFFLINE_IPS=images/s skips running mlres-train bench and uses that number.
+# Environment: OFFLINE_IPS=images/s skips running mlres-train bench and uses that number;
+# MLRES_BIN=DIR takes the binaries from DIR (with --no-build: no swift command runs at all).
 # Everything runs on 127.0.0.1; the script stops the server and removes its files on exit.
 set -euo pipefail
 
@@ -58,7 +59,7 @@ if [ "$BUILD" = 1 ]; then
   swift build -c "$CONFIG" --product mlres-eval >&2
   swift build -c "$CONFIG" --product mlres-train >&2
 fi
-BIN=$(swift build -c "$CONFIG" --show-bin-path)
+BIN=${MLRES_BIN:-$(swift build -c "$CONFIG" --show-bin-path)}   # MLRES_BIN: a folder of built binaries
 [ -x "$BIN/mlres-eval" ] || die "$BIN/mlres-eval not built"
 
 WORK=$(mktemp -d /tmp/mlres-bench-server.XXXXXX)

@@ -17,7 +17,7 @@ import Foundation
 ///
 /// SHA-256 rather than CRC32C: the digest the tools already report for files (one library),
 /// and it binds content against deliberate edits that keep a CRC. scripts/bench-digest.sh
-/// measures its cost on load against CRC32C (docs/checkpoint-format.md, "Integrity").
+/// measures its cost on load, and SHA-256 against CRC-32 over the same bytes (docs/checkpoint-format.md).
 enum ContentDigest {
     static let tensorAttribute = "sha256"
     static let stringsAttribute = "strings_sha256"
