@@ -83,7 +83,7 @@ let package = Package(
 
         // Thin executables.
         .executableTarget(name: "mlres-train", dependencies: [
-            "MLResModel", "MLResHDF5", "MLResEngine", "MLResData", "MLResTraining", "MLResDistributed", "MLResCLI",
+            "MLResModel", "MLResHDF5", "MLResEngine", "MLResData", "MLResAnalysis", "MLResTraining", "MLResDistributed", "MLResCLI",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "mlres-surgery", dependencies: [
@@ -109,7 +109,7 @@ let package = Package(
         .testTarget(name: "MLResEngineTests",
                     dependencies: ["MLResModel", "MLResEngine", "MLResHDF5", "MLResTestSupport"]),
         .testTarget(name: "MLResTrainingTests",
-                    dependencies: ["MLResModel", "MLResData", "MLResTraining", "MLResHDF5", "MLResEngine",
+                    dependencies: ["MLResModel", "MLResData", "MLResTraining", "MLResHDF5", "MLResEngine", "MLResAnalysis",
                                    "MLResCLI", "MLResTestSupport"]),
         .testTarget(name: "MLResAnalysisTests",
                     dependencies: ["MLResAnalysis", "MLResModel", "MLResHDF5", "MLResEngine", "MLResData",

@@ -10,6 +10,18 @@
 #
 #   scripts/reproduce.sh [--dataset fashion-mnist|cifar10|cifar100|stl10] [--data-dir DIR]
 #                        [--scale quick|full] [--seeds N] [--threads N] [--out DIR]
+#                        [--policies paper,preserve,identity,preserve-identity] [--recalibrate-bn N]
+#                        [--no-analysis] [--only MODEL,MODEL...]
+#
+# Issue 17 rows: --policies adds a multi-level run per interpolation policy (paper: the paper's
+#   rule, the plain multi-level row; preserve: --h-policy preserve; identity: --first-block
+#   identity; preserve-identity: both), same seeds and data order; --recalibrate-bn N adds, for
+#   each policy, a run with BN recalibration from N training batches after each interpolation.
+#   The table then gets a row per run and the jump at each interpolation (test error before,
+#   right after, and after recalibration, from the runs' metrics.jsonl). --no-analysis skips the
+#   lesion study, norms and figures. --only runs just the named models (e.g.
+#   multilevel,multilevel-preserve-bn,lastcycle; the table marks the others "not run"); a model
+#   whose OUT/seedS/MODEL.score.json exists is not run again (delete it to rerun).
 #
 # quick (the default) on fashion-mnist: a 10,000-image training subset (first images of the
 #   official training file), the full 10,000-image test set, 16 epochs with cycles at 6 and 11
@@ -18,7 +30,7 @@
 # Environment overrides: TRAIN_SUBSET, TEST_SUBSET, EPOCHS, AT (e.g. 6,11), WIDTHS, BATCH.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-dataset=fashion-mnist data_dir="" scale=quick seeds=1 threads=2 out=""
+dataset=fashion-mnist data_dir="" scale=quick seeds=1 threads=2 out="" policies="" recal="" analysis=1 only=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --dataset) dataset=$2; shift 2 ;;
@@ -27,7 +39,11 @@ while [ $# -gt 0 ]; do
         --seeds) seeds=$2; shift 2 ;;
         --threads) threads=$2; shift 2 ;;
         --out) out=$2; shift 2 ;;
-        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+        --policies) policies=$2; shift 2 ;;
+        --recalibrate-bn) recal=$2; shift 2 ;;
+        --only) only=$2; shift 2 ;;
+        --no-analysis) analysis=0; shift ;;
+        -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
         *) echo "reproduce.sh: unknown argument '$1' (see --help)" >&2; exit 64 ;;
     esac
 done
@@ -37,6 +53,19 @@ case "$scale" in
     *) echo "reproduce.sh: --scale must be quick or full (got '$scale')" >&2; exit 64 ;;
 esac
 case "$seeds" in ''|*[!0-9]*|0) echo "reproduce.sh: --seeds must be a positive integer (got '$seeds')" >&2; exit 64 ;; esac
+case "$recal" in *[!0-9]*|0*) echo "reproduce.sh: --recalibrate-bn must be a positive integer (got '$recal')" >&2; exit 64 ;; esac
+# The multi-level variants: "multilevel" (paper, no recalibration) always; one per extra policy
+# (multilevel-POLICY) and, with --recalibrate-bn, one per policy with it (multilevel-POLICY-bn).
+variants=(multilevel)
+for p in ${policies//,/ }; do
+    case "$p" in
+        paper) ;;
+        preserve|identity|preserve-identity) variants+=("multilevel-$p") ;;
+        *) echo "reproduce.sh: unknown policy '$p' (paper, preserve, identity, preserve-identity)" >&2; exit 64 ;;
+    esac
+    [ -n "$recal" ] && variants+=("multilevel-$p-bn")
+done
+[ -n "$recal" ] && [ -z "$policies" ] && variants+=("multilevel-paper-bn")
 WIDTHS=${WIDTHS:-16,32,64}
 out=${out:-out/reproduce-$dataset-$scale}
 mkdir -p "$out"
@@ -59,13 +88,22 @@ evalflags=(--dataset "$dataset" --threads "$threads")
 
 # The three models of Table 3, per seed, alternating so that machine noise spreads evenly.
 for ((s = 0; s < seeds; s++)); do
-    for model in multilevel lastcycle firstcycle; do
+    for model in "${variants[@]}" lastcycle firstcycle; do
         case $model in
-            multilevel) flags=(--blocks 2-2-2 --interpolate-at "$AT") ;;
+            multilevel*)
+                flags=(--blocks 2-2-2 --interpolate-at "$AT")
+                case $model in
+                    multilevel-preserve-identity*) flags+=(--h-policy preserve --first-block identity) ;;
+                    multilevel-preserve*) flags+=(--h-policy preserve) ;;
+                    multilevel-identity*) flags+=(--first-block identity) ;;
+                esac
+                case $model in *-bn) flags+=(--recalibrate-bn "$recal") ;; esac ;;
             lastcycle)  flags=(--blocks 8-8-8 --restart-at "$AT") ;;
             firstcycle) flags=(--blocks 2-2-2 --restart-at "$AT") ;;
         esac
         run="$out/seed$s/$model"
+        if [ -n "$only" ] && [[ ",$only," != *",$model,"* ]]; then continue; fi
+        if [ -f "$run.score.json" ]; then echo "reproduce: seed $s, $model: done before ($run.score.json)" >&2; continue; fi
         echo "reproduce: seed $s, $model: mlres-train ${common[*]} ${flags[*]} --seed $s --out $run" >&2
         mkdir -p "$out/seed$s"
         load0=$(cut -d' ' -f1 /proc/loadavg)
@@ -78,6 +116,16 @@ for ((s = 0; s < seeds; s++)); do
         "$BIN/mlres-eval" score "$run/last.h5" "${evalflags[@]}" --json > "$run.score.json"
     done
 done
+
+table=(python3 scripts/reproduce_table.py "$out" --seeds "$seeds" --epochs "$EPOCHS" --at "$AT"
+    --dataset "$dataset" --scale "$scale" --threads "$threads"
+    --train-subset "${TRAIN_SUBSET:-all}" --test-subset "${TEST_SUBSET:-all}"
+    --variants "$(IFS=,; echo "${variants[*]}")" --recalibrate-bn "${recal:-0}")
+if [ "$analysis" = 0 ]; then
+    "${table[@]}" | tee "$out/results.md"
+    echo "reproduce: table in $out/results.md (--no-analysis: no lesion study, norms or figures)" >&2
+    exit 0
+fi
 
 # Lesion study and norms of the final models of seed 0, with figures.
 MLRES_EVAL="$BIN/mlres-eval" SEEDS=${LESION_SEEDS:-5} bash scripts/lesion-study.sh \
@@ -99,7 +147,5 @@ python3 scripts/plot.py curves "$out/seed0/multilevel/metrics.jsonl" --title "mu
 python3 scripts/plot.py curves "$out/seed0/lastcycle/metrics.jsonl" --title "last-cycle 8-8-8, $dataset ($scale)" \
     -o "$out/curves-lastcycle.png"
 
-python3 scripts/reproduce_table.py "$out" --seeds "$seeds" --epochs "$EPOCHS" --at "$AT" \
-    --dataset "$dataset" --scale "$scale" --threads "$threads" \
-    --train-subset "${TRAIN_SUBSET:-all}" --test-subset "${TEST_SUBSET:-all}" | tee "$out/results.md"
+"${table[@]}" | tee "$out/results.md"
 echo "reproduce: table in $out/results.md, figures in $out/*.png and $out/lesion-*/" >&2

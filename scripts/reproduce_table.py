@@ -4,6 +4,10 @@
 Reads OUT/seedS/{multilevel,lastcycle,firstcycle}.score.json (mlres-eval score --json),
 OUT/seedS/MODEL/metrics.jsonl (per-epoch wall_seconds from mlres-train) and
 OUT/seedS/MODEL.time.json (whole-process seconds). Prints mean ± std over seeds.
+With --variants (issue 17: multilevel-POLICY[-bn] runs of reproduce.sh --policies/--recalibrate-bn)
+it adds a row per variant and a table of the jump at each interpolation: the test error after the
+last epoch before it, right after it (no training step) and after BN recalibration, from the
+"interpolate" lines of each run's metrics.jsonl.
 """
 import argparse
 import json
@@ -42,6 +46,35 @@ def train_seconds(path):
     return total
 
 
+POLICY_NAMES = {"paper": "paper's rule", "preserve": "h preserve", "identity": "first block identity",
+                "preserve-identity": "h preserve + identity"}
+
+
+def variant_name(key, recal):
+    """multilevel, multilevel-POLICY, multilevel-POLICY-bn → a row label."""
+    if key == "multilevel":
+        return MODELS[0][1]
+    rest = key[len("multilevel-"):]
+    bn = rest.endswith("-bn")
+    policy = rest[:-3] if bn else rest
+    label = f"Multi-level, {POLICY_NAMES.get(policy, policy)}"
+    return label + (f" + BN recalibration ({recal} batches)" if bn else "")
+
+
+def jumps(path):
+    """The interpolate records of a metrics.jsonl, in order."""
+    out = []
+    try:
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                rec = json.loads(line)
+                if rec.get("type") == "interpolate":
+                    out.append(rec)
+    except (OSError, ValueError) as e:
+        fail(f"{path}: {e}")
+    return out
+
+
 def fmt(xs, scale=1.0, digits=2):
     xs = [x * scale for x in xs]
     if len(xs) == 1:
@@ -55,12 +88,19 @@ def main():
     p.add_argument("--seeds", type=int, required=True)
     for k in ("epochs", "at", "dataset", "scale", "threads", "train-subset", "test-subset"):
         p.add_argument("--" + k, required=True)
+    p.add_argument("--variants", default="multilevel")
+    p.add_argument("--recalibrate-bn", default="0")
     a = p.parse_args()
+    variants = [v for v in a.variants.split(",") if v]
+    models = [(v, variant_name(v, a.recalibrate_bn)) for v in variants] + \
+        [m for m in MODELS if m[0] != "multilevel"]
     rows = {}
-    for key, _ in MODELS:
+    for key, _ in models:
         err, train, proc, params = [], [], [], None
         for s in range(a.seeds):
             base = os.path.join(a.out, f"seed{s}", key)
+            if not os.path.exists(base + ".score.json"):
+                continue   # not run (reproduce.sh --only)
             score = load(base + ".score.json")
             res = score["results"][0]
             err.append(float(res["error"]))
@@ -79,21 +119,56 @@ def main():
           f"{a.test_subset}, {a.threads} threads, {a.seeds} seed(s) (mean ± std over seeds).\n")
     print("| model | test error (%) | training time (s, Σ epoch wall) | process time (s) |")
     print("|---|---|---|---|")
-    for key, name in MODELS:
+    for key, name in models:
         err, train, proc, _ = rows[key]
+        if not err:
+            print(f"| {name} | not run | | |")
+            continue
         print(f"| {name} | {fmt(err, 100)} | {fmt(train, digits=1)} | {fmt(proc, digits=1)} |")
-    ml, lc = rows["multilevel"], rows["lastcycle"]
-    saved_train = [1 - m / l for m, l in zip(ml[1], lc[1])]
-    saved_proc = [1 - m / l for m, l in zip(ml[2], lc[2])]
+        if len(err) < a.seeds:
+            print(f"| (that row: {len(err)} of {a.seeds} seeds) | | | |")
+    models = [m for m in models if rows[m[0]][0]]
+    if rows["multilevel"][0] and rows["lastcycle"][0]:
+        ml, lc = rows["multilevel"], rows["lastcycle"]
+        saved_train = [1 - m / l for m, l in zip(ml[1], lc[1])]
+        saved_proc = [1 - m / l for m, l in zip(ml[2], lc[2])]
+        print()
+        print(f"Time saved by multi-level against the last-cycle model: {fmt(saved_train, 100, 1)}% "
+              f"(training), {fmt(saved_proc, 100, 1)}% (whole process). Table 2 theory for this "
+              f"schedule (cost ∝ blocks × epochs): {100 * (1 - theory):.2f}%; the paper's 42% is the "
+              f"equal-cycle figure, it measured 41%.")
+        gap = statistics.mean(ml[0]) - statistics.mean(lc[0])
+        spread = statistics.stdev(lc[0]) if len(lc[0]) > 1 else float("nan")
+        print(f"Multi-level minus last-cycle test error: {100 * gap:+.2f} points "
+              f"(last-cycle seed-to-seed std: {100 * spread:.2f} points).")
+        if len(variants) > 1:
+            for key, name in models:
+                if key.startswith("multilevel-"):
+                    g = statistics.mean(rows[key][0]) - statistics.mean(lc[0])
+                    print(f"{name} minus last-cycle: {100 * g:+.2f} points.")
+    # The jump at each interpolation (test error before / right after / after recalibration).
     print()
-    print(f"Time saved by multi-level against the last-cycle model: {fmt(saved_train, 100, 1)}% "
-          f"(training), {fmt(saved_proc, 100, 1)}% (whole process). Table 2 theory for this "
-          f"schedule (cost ∝ blocks × epochs): {100 * (1 - theory):.2f}%; the paper's 42% is the "
-          f"equal-cycle figure, it measured 41%.")
-    gap = statistics.mean(ml[0]) - statistics.mean(lc[0])
-    spread = statistics.stdev(lc[0]) if len(lc[0]) > 1 else float("nan")
-    print(f"Multi-level minus last-cycle test error: {100 * gap:+.2f} points "
-          f"(last-cycle seed-to-seed std: {100 * spread:.2f} points).")
+    print("Jump at each interpolation (test error %, mean ± std over seeds; \"before\" is the last "
+          "epoch of the cycle, \"after\" the interpolated network before any training step):\n")
+    print("| model | interpolation | before | after | after BN recalibration |")
+    print("|---|---|---|---|---|")
+    for key, name in models:
+        if not key.startswith("multilevel"):
+            continue
+        paths = [os.path.join(a.out, f"seed{s}", key, "metrics.jsonl") for s in range(a.seeds)]
+        per_seed = [jumps(p) for p in paths if os.path.exists(p)]
+        if not per_seed:
+            continue
+        for i in range(min(len(j) for j in per_seed)):
+            recs = [j[i] for j in per_seed]
+            if "test_error_after" not in recs[0]:
+                continue   # a run from before the jump was recorded
+            b = [r["test_error_before"] for r in recs]
+            after = [r["test_error_after"] for r in recs]
+            rc = [r["test_error_recalibrated"] for r in recs if "test_error_recalibrated" in r]
+            where = f"{recs[0]['blocks_before']} → {recs[0]['blocks_after']} (epoch {recs[0]['epoch']})"
+            print(f"| {name} | {where} | {fmt(b, 100)} | {fmt(after, 100)} | "
+                  f"{fmt(rc, 100) if len(rc) == len(recs) else '—'} |")
 
 
 if __name__ == "__main__":

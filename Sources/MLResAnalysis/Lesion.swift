@@ -38,10 +38,19 @@ public struct LesionRow: Codable, Equatable, Sendable {
     public var deltaLoss: Double?
     /// Why a lesion could not be made (e.g. it would empty a stage).
     public var note: String?
+    /// With BN recalibration (`--recalibrate-bn N`, issue 17): the lesioned network's error and
+    /// loss after its running statistics were re-estimated, and their change from the
+    /// recalibrated intact network (nil without recalibration or for a refused edit).
+    public var errorRecalibrated: Double?
+    public var meanLossRecalibrated: Double?
+    public var deltaErrorRecalibrated: Double?
+    public var deltaLossRecalibrated: Double?
 
     enum CodingKeys: String, CodingKey {
         case mode, label, removed, actions, orders, seed, k, blocksAfter = "blocks_after", error
         case meanLoss = "mean_loss", deltaError = "delta_error", deltaLoss = "delta_loss", note
+        case errorRecalibrated = "error_recalibrated", meanLossRecalibrated = "mean_loss_recalibrated"
+        case deltaErrorRecalibrated = "delta_error_recalibrated", deltaLossRecalibrated = "delta_loss_recalibrated"
     }
 
     public init(mode: LesionMode, label: String, removed: [String] = [], actions: [String] = [],
@@ -63,6 +72,10 @@ public struct LesionRow: Codable, Equatable, Sendable {
         try c.encode(blocksAfter, forKey: .blocksAfter); try c.encode(error, forKey: .error)
         try c.encode(meanLoss, forKey: .meanLoss); try c.encode(deltaError, forKey: .deltaError)
         try c.encode(deltaLoss, forKey: .deltaLoss); try c.encode(note, forKey: .note)
+        try c.encode(errorRecalibrated, forKey: .errorRecalibrated)
+        try c.encode(meanLossRecalibrated, forKey: .meanLossRecalibrated)
+        try c.encode(deltaErrorRecalibrated, forKey: .deltaErrorRecalibrated)
+        try c.encode(deltaLossRecalibrated, forKey: .deltaLossRecalibrated)
     }
 }
 
@@ -77,16 +90,27 @@ public struct LesionReport: Codable, Sendable {
     public var intactError: Double
     public var intactLoss: Double
     public var rows: [LesionRow]
+    /// BN recalibration of every scored network (issue 17): its lineage-style arguments
+    /// (batches, batch size, seed, ...), and the recalibrated intact network's error and loss;
+    /// nil without recalibration.
+    public var recalibration: [String: JSONValue]?
+    public var intactErrorRecalibrated: Double?
+    public var intactLossRecalibrated: Double?
     enum CodingKeys: String, CodingKey {
         case checkpoint, sha256, dataset, images, mode, blocks
         case intactError = "intact_error", intactLoss = "intact_loss", rows
+        case recalibration, intactErrorRecalibrated = "intact_error_recalibrated"
+        case intactLossRecalibrated = "intact_loss_recalibrated"
     }
 
     public init(checkpoint: String, sha256: String, dataset: String, images: Int, mode: LesionMode,
-                blocks: String, intactError: Double, intactLoss: Double, rows: [LesionRow]) {
+                blocks: String, intactError: Double, intactLoss: Double, rows: [LesionRow],
+                recalibration: [String: JSONValue]? = nil, intactRecalibrated: Evaluation? = nil) {
         self.checkpoint = checkpoint; self.sha256 = sha256; self.dataset = dataset; self.images = images
         self.mode = mode; self.blocks = blocks; self.intactError = intactError; self.intactLoss = intactLoss
         self.rows = rows
+        self.recalibration = recalibration
+        intactErrorRecalibrated = intactRecalibrated?.error; intactLossRecalibrated = intactRecalibrated?.meanLoss
     }
 }
 
@@ -198,12 +222,22 @@ public enum LesionStudy {
     }
 
     /// Scores the intact network and every edit of the study.
+    ///
+    /// - Parameter recalibrate: BN recalibration (issue 17, e.g. ``Recalibration/recalibrated(_:train:settings:threads:)``):
+    ///   when given, the intact network and every lesioned one are also scored after it, and
+    ///   the rows carry those numbers beside the plain ones (``LesionRow/errorRecalibrated``,
+    ///   deltas against the recalibrated intact network).
+    /// - Returns: the intact network's evaluation, and with `recalibrate` the recalibrated
+    ///   intact one's, and one row per edit.
     public static func run(_ ckpt: Checkpoint, evaluator: Evaluator, mode: LesionMode, seeds: Int = 5,
                            ks: [Int] = [1, 2, 4], name: String = "network",
-                           progress: ((LesionRow) -> Void)? = nil) throws -> (intact: Evaluation, rows: [LesionRow]) {
+                           recalibrate: ((Network) throws -> Network)? = nil,
+                           progress: ((LesionRow) -> Void)? = nil)
+        throws -> (intact: Evaluation, rows: [LesionRow], intactRecalibrated: Evaluation?) {
         guard seeds > 0 else { throw AnalysisError("--seeds must be positive (got \(seeds))") }
         if let bad = ks.first(where: { $0 <= 0 }) { throw AnalysisError("--k: \(bad) is not a positive number of blocks") }
         let intact = try evaluator.evaluate(ckpt.network, name: name)
+        let intactR = try recalibrate.map { try evaluator.evaluate(try $0(ckpt.network), name: name + " (BN recalibrated)") }
         var rows: [LesionRow] = []
         for edit in edits(ckpt, mode: mode, seeds: seeds, ks: ks) {
             var row = edit.row
@@ -211,10 +245,16 @@ public enum LesionStudy {
                 let ev = try evaluator.evaluate(edited.network, name: "\(name) (\(row.label))")
                 row.error = ev.error; row.meanLoss = ev.meanLoss
                 row.deltaError = ev.error - intact.error; row.deltaLoss = ev.meanLoss - intact.meanLoss
+                if let recalibrate, let intactR {
+                    let r = try evaluator.evaluate(try recalibrate(edited.network), name: "\(name) (\(row.label), BN recalibrated)")
+                    row.errorRecalibrated = r.error; row.meanLossRecalibrated = r.meanLoss
+                    row.deltaErrorRecalibrated = r.error - intactR.error
+                    row.deltaLossRecalibrated = r.meanLoss - intactR.meanLoss
+                }
             }
             progress?(row)
             rows.append(row)
         }
-        return (intact, rows)
+        return (intact, rows, intactR)
     }
 }

@@ -95,8 +95,13 @@ public struct ScoreDocument: Codable, Sendable {
     public var batch: Int
     public var threads: Int?
     public var results: [ScoreReport]
+    /// With BN recalibration (`/v1/evaluations` `recalibrate_bn`, issue 17): its settings and
+    /// each network's result after it, in `results` order (absent otherwise).
+    public var recalibration: [String: JSONValue]?
+    public var recalibratedResults: [ScoreReport]?
     enum CodingKeys: String, CodingKey {
         case dataset, labels, dataDir = "data_dir", images, classNames = "class_names", batch, threads, results
+        case recalibration, recalibratedResults = "recalibrated_results"
     }
     public init(dataset: String, labels: String = "fine", dataDir: String, images: Int, classNames: [String], batch: Int,
                 threads: Int?, results: [ScoreReport]) {

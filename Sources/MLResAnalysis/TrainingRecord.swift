@@ -8,6 +8,10 @@ import MLResModel
 public struct TrainingDataRecord: Sendable, Equatable {
     public var dataset: DatasetKind?
     public var labels: LabelSet?
+    /// The run's batch size and augmentation (`batch_size`, `padding`, `flip`), when recorded.
+    public var batchSize: Int?
+    public var padding: Int?
+    public var flip: Bool?
 
     /// The record of `checkpoint`, or nil when it has no `/training` group (an `init` or
     /// surgery file of an untrained network) or its config names no dataset.
@@ -16,6 +20,9 @@ public struct TrainingDataRecord: Sendable, Equatable {
               case .object(let o)? = try? JSONDecoder().decode(JSONValue.self, from: Data(text.utf8)) else { return nil }
         if case .string(let d)? = o["dataset"] { dataset = DatasetKind(flag: d) }
         if case .string(let l)? = o["labels"] { labels = LabelSet(rawValue: l) }
+        if case .int(let b)? = o["batch_size"] { batchSize = b }
+        if case .int(let p)? = o["padding"] { padding = p }
+        if case .bool(let f)? = o["flip"] { flip = f }
         if dataset == nil && labels == nil { return nil }
     }
 

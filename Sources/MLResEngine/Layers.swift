@@ -296,6 +296,16 @@ final class BatchNormReLU {
         }
     }
 
+    /// The statistics the last training-mode ``forward()`` normalised with: per-channel mean,
+    /// biased variance σ² and the number M of values per channel they were taken over (with
+    /// synchronised batch norm, those of the global batch). For BN recalibration (issue 17).
+    func lastBatchStatistics() -> (mean: [Double], variance: [Double], count: Int) {
+        let n = state.channels
+        let (m, v, count) = sync.map { ($0.mean.floats, $0.variance.floats, $0.globalCount) }
+            ?? (batchMean.floats, batchVar.floats, reduced)
+        return ((0 ..< n).map { Double(m[$0]) }, (0 ..< n).map { Double(v[$0]) }, count)
+    }
+
     /// Writes dx and the γ, β gradients (overwritten). With synchronised batch norm, the γ, β
     /// gradients are this replica's sums (the trainer sums them over replicas with every other
     /// gradient) and dx is the exact gradient through the global batch statistics.

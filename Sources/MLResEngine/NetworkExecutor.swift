@@ -157,7 +157,7 @@ public final class NetworkExecutor {
         }
     }
 
-    private func plan(batch: Int, mode: PlanMode) throws -> Plan {
+    func plan(batch: Int, mode: PlanMode) throws -> Plan {
         let key = PlanKey(batch: batch, mode: mode)
         let p = try plans[key] ?? Plan(engine: self, batch: batch, mode: mode)
         plans[key] = p
@@ -165,7 +165,7 @@ public final class NetworkExecutor {
         return p
     }
 
-    private func loadInput(_ input: [Float], into plan: Plan) throws {
+    func loadInput(_ input: [Float], into plan: Plan) throws {
         let per = network.inputShape.reduce(1, *)
         guard input.count == plan.batch * per else {
             throw EngineError("input has \(input.count) values, batch \(plan.batch) × \(network.inputShape) needs \(plan.batch * per)")

@@ -13,10 +13,17 @@ import MLResData
 /// - The job re-reads the checkpoint file the model was loaded from and refuses to score it if its
 ///   SHA-256 is no longer the one that was loaded (reload the model and resubmit).
 /// - Lesion: `{"mode": "single"|"shuffle"|"drop-k", "seeds": N (default 5), "k": [1,2,4]}`.
+/// - `recalibrate_bn: N` (issue 17): every network is also scored after its BN running statistics
+///   are re-estimated from N batches of the dataset's training split (``Recalibration``, as
+///   `mlres-train recalibrate`; `recalibrate_batch_size` and `recalibrate_seed` as `mlres-eval
+///   lesion`'s flags, default the checkpoint's training batch size and seed 0): a lesion's rows get the `*_recalibrated` fields, a plain score gets
+///   `recalibration` and `recalibrated_results`.
 /// - Work runs on a thread of its own, never on the HTTP event loops or Swift's cooperative pool.
 public enum AnalysisEvaluation {
     /// Inference batch size of evaluation jobs (`mlres-eval score`'s default).
     public static let batchSize = 100
+    /// The largest `recalibrate_bn` a request may ask for.
+    public static let maxRecalibrationBatches = 10_000
 
     /// An ``Evaluator`` (the server's job closure) that scores with `threads` oneDNN threads.
     public static func evaluator(threads: Int?) -> Evaluator {
@@ -53,20 +60,44 @@ public enum AnalysisEvaluation {
         if let m = scorer.mismatch(checkpoint.network, name: path) {
             throw AnalysisError(m + " (dataset \(kind.rawValue))")
         }
+        // BN recalibration: the training split of the same folder.
+        var recalibration: (settings: RecalibrationSettings, train: Dataset)?
+        if let n = request.recalibrateBN {
+            let train = try DatasetSelection(kind: kind, dataDirectory: directory, coarseLabels: coarse).load(.train)
+            let settings = RecalibrationSettings.forCheckpoint(checkpoint, dataset: kind, batches: n,
+                                                               batchSize: request.recalibrateBatchSize,
+                                                               seed: UInt64(request.recalibrateSeed ?? 0))
+            do { try settings.validate(trainingImages: train.count); try Recalibration.fits(checkpoint.network, train) }
+            catch let e as AnalysisError { throw AnalysisError("recalibrate_bn: \(e.description) (dataset \(kind.rawValue))") }
+            recalibration = (settings, train)
+        }
+        let recalibrate: ((Network) throws -> Network)? = recalibration.map { r in
+            { try Recalibration.recalibrated($0, train: r.train, settings: r.settings, threads: threads) }
+        }
+        let settingsJSON = recalibration?.settings.lineageArgs(dataset: kind.rawValue)
         let text: String
         if let lesion {
-            let (intact, rows) = try LesionStudy.run(checkpoint, evaluator: scorer, mode: lesion.mode,
-                                                     seeds: lesion.seeds, ks: lesion.ks, name: path)
+            let (intact, rows, intactR) = try LesionStudy.run(checkpoint, evaluator: scorer, mode: lesion.mode,
+                                                              seeds: lesion.seeds, ks: lesion.ks, name: path,
+                                                              recalibrate: recalibrate)
             text = try analysisJSON(LesionReport(
                 checkpoint: path, sha256: loaded.sha256, dataset: kind.rawValue, images: dataset.count,
                 mode: lesion.mode, blocks: checkpoint.network.blocksDescription, intactError: intact.error,
-                intactLoss: intact.meanLoss, rows: rows))
+                intactLoss: intact.meanLoss, rows: rows, recalibration: settingsJSON, intactRecalibrated: intactR))
         } else {
             let ev = try scorer.evaluate(checkpoint.network, name: path)
             let report = ScoreReport(checkpoint: path, sha256: loaded.sha256, checkpoint, ev)
-            text = try analysisJSON(ScoreDocument(
+            var doc = ScoreDocument(
                 dataset: kind.rawValue, dataDir: directory, images: dataset.count, classNames: dataset.classNames,
-                batch: batchSize, threads: threads, results: [report]))
+                batch: batchSize, threads: threads, results: [report])
+            if let recalibrate {
+                var recal = checkpoint
+                recal.network = try recalibrate(checkpoint.network)
+                let ev = try scorer.evaluate(recal.network, name: path + " (BN recalibrated)")
+                doc.recalibration = settingsJSON
+                doc.recalibratedResults = [ScoreReport(checkpoint: path, sha256: loaded.sha256, recal, ev)]
+            }
+            text = try analysisJSON(doc)
         }
         return try JSONDecoder().decode(JSONValue.self, from: Data(text.utf8))
     }

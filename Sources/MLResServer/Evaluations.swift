@@ -17,6 +17,13 @@ public struct EvaluationRequest: Sendable {
     /// CIFAR-100's label set, "fine" or "coarse" (`--labels` of the CLI evaluators); nil: the
     /// label set the checkpoint records, else fine.
     public var labels: String? = nil
+    /// `recalibrate_bn`: also score every network after re-estimating its BN running
+    /// statistics from this many training batches (issue 17; nil: no recalibration).
+    public var recalibrateBN: Int? = nil
+    /// `recalibrate_batch_size`, `recalibrate_seed` (as `mlres-eval lesion`'s flags; nil: the
+    /// checkpoint's training batch size, else the dataset's default; seed 0).
+    public var recalibrateBatchSize: Int? = nil
+    public var recalibrateSeed: Int? = nil
 }
 
 /// Runs one evaluation and returns the same JSON value as `mlres-eval score`.
@@ -43,6 +50,9 @@ public struct EvaluationJob: Sendable {
         ]
         if let l = request.lesion { o["lesion"] = l }
         if let l = request.labels { o["labels"] = .string(l) }
+        if let n = request.recalibrateBN { o["recalibrate_bn"] = .int(n) }
+        if let n = request.recalibrateBatchSize { o["recalibrate_batch_size"] = .int(n) }
+        if let n = request.recalibrateSeed { o["recalibrate_seed"] = .int(n) }
         if let s = startedAt { o["started_at"] = .string(Self.iso(s)) }
         if let f = finishedAt { o["finished_at"] = .string(Self.iso(f)) }
         if let r = result { o["result"] = r }

@@ -331,13 +331,28 @@ extension InferenceServer {
             guard case .object = l else { throw HTTPFailure(400, "must be an object", field: "lesion") }
             lesion = l
         }
+        // BN recalibration (issue 17): whole numbers in range, else 400 naming the field.
+        func wholeNumber(_ field: String, _ range: ClosedRange<Int>, _ what: String) throws -> Int? {
+            guard let v = o[field], v != .null else { return nil }
+            guard case .int(let n) = v, range.contains(n) else {
+                throw HTTPFailure(400, "must be \(what), a whole number from \(range.lowerBound) to \(range.upperBound)", field: field)
+            }
+            return n
+        }
+        let recalibrateBN = try wholeNumber("recalibrate_bn", 1 ... AnalysisEvaluation.maxRecalibrationBatches, "a number of training batches")
+        let recalibrateBatchSize = try wholeNumber("recalibrate_batch_size", 1 ... 100_000, "images per recalibration batch")
+        let recalibrateSeed = try wholeNumber("recalibrate_seed", 0 ... Int.max, "the seed of the recalibration batches")
+        if recalibrateBN == nil, let extra = ["recalibrate_batch_size", "recalibrate_seed"].first(where: { o[$0] != nil && o[$0] != .null }) {
+            throw HTTPFailure(400, "needs recalibrate_bn", field: extra)
+        }
         guard let dataDir = configuration.dataDirectory else {
             throw HTTPFailure(409, "this server was started without --data-dir, so it has no datasets")
         }
         let (info, _) = try loaded(name, version: nil)
         let job = await jobs.submit(EvaluationRequest(model: name, checkpointPath: info.path, sha256: info.sha256,
                                                       dataset: dataset, dataDir: dataDir, lesion: lesion,
-                                                      labels: labels))
+                                                      labels: labels, recalibrateBN: recalibrateBN,
+                                                      recalibrateBatchSize: recalibrateBatchSize, recalibrateSeed: recalibrateSeed))
         var r = Self.json(202, job.json)
         r.headers[.location] = "/v1/evaluations/\(job.id)"
         return r

@@ -6,6 +6,6 @@ struct MLResTrain: ParsableCommand {
         commandName: "mlres-train",
         abstract: "Multi-level training of residual networks (Chang et al., ICLR 2018).",
         discussion: "Without a subcommand, `mlres-train --dataset ...` runs `train`.",
-        subcommands: [Train.self, Init.self, Bench.self],
+        subcommands: [Train.self, Init.self, Recalibrate.self, Bench.self],
         defaultSubcommand: Train.self)
 }

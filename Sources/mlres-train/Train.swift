@@ -50,8 +50,12 @@ struct Train: ParsableCommand {
     @Option(help: "oneDNN threads (default all cores); exact resume needs the same value.") var threads: Int?
     @Flag(name: .customLong("reset-momentum"), help: "Zero the momentum buffers at an interpolation (default: map them like the weights).")
     var resetMomentum = false
-    @Option(name: .customLong("first-block"), help: "Interpolation's source of new block 1: auto (Appendix B), next or self.")
+    @Option(name: .customLong("first-block"), help: "Interpolation's new block 1 after a shape-changing block 0: auto (Appendix B, default), next, self, or identity (an exact identity step, issue 17).")
     var firstBlock: Surgery.FirstBlockPolicy?
+    @Option(name: .customLong("h-policy"), help: "Interpolation's step sizes: paper (halve every h, default) or preserve (each old block's copies share its h, issue 17); also halve, keep.")
+    var hPolicy: Surgery.StepPolicy?
+    @Option(name: .customLong("recalibrate-bn"), help: ArgumentHelp("After each interpolation, re-estimate every BN running statistic from N training batches before training continues (default off).", valueName: "N"))
+    var recalibrateBN: Int?
     @Option(name: .customLong("log-every"), help: "Also log every N steps.") var logEvery: Int?
     @Option(name: .customLong("log-format"), help: "text (default) or json.") var logFormat: String?
     @Option(help: "Run folder (default on --resume: the checkpoint's folder).") var out: String?
@@ -73,6 +77,7 @@ struct Train: ParsableCommand {
         r.batchSize = batchSize; r.lrMax = lrMax; r.lrMin = lrMin
         r.momentum = momentum; r.weightDecay = weightDecay; r.padding = padding; r.flip = flip
         r.seed = seed; r.threads = threads; r.resetMomentum = resetMomentum; r.firstBlock = firstBlock
+        r.hPolicy = hPolicy; r.recalibrateBN = recalibrateBN
         r.logEvery = logEvery; r.logFormat = logFormat; r.out = out; r.resume = resume; r.force = force
         r.syncBN = syncBN
 

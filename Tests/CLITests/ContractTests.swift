@@ -102,6 +102,10 @@ struct ContractTests {
             let r = try runTool("mlres-eval", sub + [ckpt] + common)
             #expect(r.status == 0, "\(sub): \(r.stderr)")
         }
+        // BN recalibration reads the training split with the recorded (coarse) label set too.
+        let rc = try runTool("mlres-train", ["recalibrate", ckpt, "--batches", "1", "--batch-size", "10", "-o", dir + "/recal.h5"] + common)
+        #expect(rc.status == 0, "recalibrate: \(rc.stderr)")
+        #expect(try CheckpointIO.read(path: dir + "/recal.h5").lineage.last?.op == "recalibrate")
         // --labels fine on a 20-class network: refused, saying which label set fits.
         let f = try runTool("mlres-eval", ["score", ckpt, "--labels", "fine"] + common)
         #expect(f.status == 2 && f.stderr.contains("pass --labels coarse") && f.stderr.hasSuffix("\n"), "\(f.stderr)")

@@ -165,7 +165,9 @@ func cliLesionEqualsSurgeryFiles() throws {
     #expect(doc["intact_error"] as? Double == intact["error"] as? Double)
     for row in rows {
         #expect(Set(row.keys) == ["mode", "label", "removed", "actions", "orders", "seed", "k", "blocks_after", "error",
-                                  "mean_loss", "delta_error", "delta_loss", "note"])
+                                  "mean_loss", "delta_error", "delta_loss", "note", "error_recalibrated",
+                                  "mean_loss_recalibrated", "delta_error_recalibrated", "delta_loss_recalibrated"])
+        #expect(row["error_recalibrated"] is NSNull, "no recalibration asked: null")
     }
     // Two removals (a deleted block and a shape-changing one set to h = 0) through the real tool.
     for block in ["0.1", "1.0"] {
@@ -199,6 +201,58 @@ func cliLesionEqualsSurgeryFiles() throws {
     #expect(drows.count == 6)
     #expect(drows.prefix(4).allSatisfy { ($0["removed"] as? [String])?.count == $0["k"] as? Int && $0["error"] is Double })
     #expect(drows.suffix(2).allSatisfy { $0["error"] is NSNull && $0["note"] is String })
+}
+
+@Test("CLI eval: lesion --recalibrate-bn rows equal scoring the files of mlres-surgery remove + mlres-train recalibrate")
+func cliLesionRecalibrated() throws {
+    let dir = try scratchFolder()
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let a = dir + "/a.h5"
+    try writeNet(a)
+    let recal = ["--batches", "2", "--batch-size", "8", "--seed", "4", "--threads", "1"]
+    let r = try eval("lesion", a, "--dataset", "fashion-mnist", "--data-dir", fashion, "--mode", "single", "--json",
+                     "--batch", "5", "--threads", "1", "--recalibrate-bn", "2", "--recalibrate-batch-size", "8",
+                     "--recalibrate-seed", "4")
+    #expect(r.status == 0, "\(r.stderr)")
+    let doc = r.object
+    #expect(Set(doc.keys).isSuperset(of: ["recalibration", "intact_error_recalibrated", "intact_loss_recalibrated"]))
+    let rows = doc["rows"] as? [[String: Any]] ?? []
+    #expect(rows.count == 6)
+    // The recalibrated intact network, through the tools.
+    func recalibratedScore(_ input: String, _ name: String) throws -> [String: Any] {
+        let out = dir + "/\(name).bn.h5"
+        let t = try runTool("mlres-train", ["recalibrate", input, "--dataset", "fashion-mnist", "--data-dir", fashion, "-o", out] + recal)
+        #expect(t.status == 0, "\(t.stderr)")
+        let s = try runTool("mlres-eval", ["score", out, "--dataset", "fashion-mnist", "--data-dir", fashion, "--json",
+                                           "--batch", "5", "--threads", "1"])
+        return (s.object["results"] as? [[String: Any]])?.first ?? [:]
+    }
+    let intactR = try recalibratedScore(a, "a")
+    #expect(doc["intact_error_recalibrated"] as? Double == intactR["error"] as? Double)
+    #expect(doc["intact_loss_recalibrated"] as? Double == intactR["mean_loss"] as? Double)
+    for block in ["0.1", "1.0"] {
+        let out = dir + "/rm-\(block).h5"
+        #expect(try runTool("mlres-surgery", ["remove", a, "--block", block, "-o", out]).status == 0)
+        let scored = try recalibratedScore(out, "rm-\(block)")
+        let row = try #require(rows.first { $0["label"] as? String == "remove \(block)" })
+        #expect(row["error_recalibrated"] as? Double == scored["error"] as? Double)
+        #expect(row["mean_loss_recalibrated"] as? Double == scored["mean_loss"] as? Double)
+        let d = (row["delta_error_recalibrated"] as? Double ?? -9) - ((scored["error"] as? Double ?? 0) - (intactR["error"] as? Double ?? 0))
+        #expect(abs(d) < 1e-12)
+    }
+    // Text output: the recalibrated number beside the plain one.
+    let text = try eval("lesion", a, "--dataset", "fashion-mnist", "--data-dir", fashion, "--mode", "single",
+                        "--recalibrate-bn", "1", "--recalibrate-batch-size", "8")
+    #expect(text.status == 0 && text.stdout.contains("recalibrated") && text.stdout.contains("intact, BN recalibrated (1 batches of 8"),
+            "\(text.stdout)\(text.stderr)")
+    // Refusals: flags without --recalibrate-bn, a bad N (64); a batch larger than the training set (2).
+    #expect(try eval("lesion", a, "--dataset", "fashion-mnist", "--data-dir", fashion, "--mode", "single",
+                     "--recalibrate-seed", "3").status == 64)
+    #expect(try eval("lesion", a, "--dataset", "fashion-mnist", "--data-dir", fashion, "--mode", "single",
+                     "--recalibrate-bn", "0").status == 64)
+    let big = try eval("lesion", a, "--dataset", "fashion-mnist", "--data-dir", fashion, "--mode", "single",
+                       "--recalibrate-bn", "1", "--recalibrate-batch-size", "31")
+    #expect(big.status == 2 && big.stderr.contains("larger than the 30 training images"), "\(big.stderr)")
 }
 
 @Test("CLI eval: bad inputs give error: messages and exit 2 or 64, no output file")

@@ -152,7 +152,7 @@ private func reference(_ net: Network, _ ds: Dataset) -> (logits: Array64, corre
                               lineage: [LineageEvent(op: "init")])
         let dir = try Fix.scratch()
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let (intact, rows) = try LesionStudy.run(ckpt, evaluator: try Evaluator(dataset: ds, batchSize: 5, threads: 1),
+        let (intact, rows, _) = try LesionStudy.run(ckpt, evaluator: try Evaluator(dataset: ds, batchSize: 5, threads: 1),
                                                  mode: mode, seeds: 2, ks: [1, 3])
         let expected = mode == .single ? 6 : (mode == .shuffle ? 2 : 4)
         #expect(rows.count == expected)
@@ -185,7 +185,7 @@ private func reference(_ net: Network, _ ds: Dataset) -> (logits: Array64, corre
     @Test func singleLesionOfAShapeChangingBlockEqualsTheShortcutInTheReference() throws {
         let ds = try Fix.fashionTest()
         let net = tinyNet(seed: 41)
-        let (_, rows) = try LesionStudy.run(Checkpoint(network: net), evaluator: try Evaluator(dataset: ds, batchSize: 6),
+        let (_, rows, _) = try LesionStudy.run(Checkpoint(network: net), evaluator: try Evaluator(dataset: ds, batchSize: 6),
                                             mode: .single, seeds: 1)
         var zeroed = net
         zeroed.stages[1].blocks[0].h = 0
@@ -220,7 +220,7 @@ private func reference(_ net: Network, _ ds: Dataset) -> (logits: Array64, corre
         let ds = try Fix.fashionTest()
         // Stage 0 has a single (movable) block: removing it would empty the stage.
         let net = tinyNet(seed: 2, hs: [[0.5], [1.0], [0.7]])
-        let (_, rows) = try LesionStudy.run(Checkpoint(network: net), evaluator: try Evaluator(dataset: ds, batchSize: 12),
+        let (_, rows, _) = try LesionStudy.run(Checkpoint(network: net), evaluator: try Evaluator(dataset: ds, batchSize: 12),
                                             mode: .single, seeds: 1)
         #expect(rows.count == 3)
         #expect(rows[0].error == nil && rows[0].note?.contains("stage 0") == true)

@@ -270,3 +270,64 @@ struct EngineProcessTests {
         #expect(message.contains("--backend"), "\(message)")
     }
 }
+
+extension EngineServingTests {
+    @Test("evaluations with recalibrate_bn: the numbers of LesionStudy and scoring with Recalibration called directly; bad fields 400")
+    func evaluationRecalibration() async throws {
+        let dir = temporaryFolder("eval-recal")
+        defer { cleanup(dir) }
+        let net = networkWithBNStatistics(Architecture(blocks: [2, 1], widths: [4, 8], inputShape: [1, 28, 28], numClasses: 10),
+                                          seed: 11, inputMean: [0.3], inputStd: [0.35])
+        try writeCheckpoint(net, dir, "fm")
+        let s = try await TestServer.start(directory: dir, loader: ModelLoaders.engine,
+                                           evaluator: AnalysisEvaluation.evaluator(threads: 1),
+                                           dataDirectory: datasetsFolder)
+        // Direct: 2 batches of 8 of the fixture's 30 training images, seed 3, Fashion-MNIST augmentation.
+        let folder = datasetsFolder + "/fashion-mnist"
+        let ds = try DatasetSelection(kind: .fashionMNIST, dataDirectory: folder).load(.test)
+        let train = try DatasetSelection(kind: .fashionMNIST, dataDirectory: folder).load(.train)
+        let settings = RecalibrationSettings(batches: 2, batchSize: 8, seed: 3, augmentation: Augmentation(padding: 4, flip: false))
+        let scorer = try MLResAnalysis.Evaluator(dataset: ds, batchSize: AnalysisEvaluation.batchSize, threads: 1)
+        let recal = { (n: Network) in try Recalibration.recalibrated(n, train: train, settings: settings, threads: 1) }
+        let lesion = try LesionStudy.run(Checkpoint(network: net), evaluator: scorer, mode: .single, recalibrate: recal)
+        let plainRecal = try scorer.evaluate(try recal(net))
+
+        let body = #"{"model":"fm","dataset":"fashion-mnist","lesion":{"mode":"single"},"recalibrate_bn":2,"recalibrate_batch_size":8,"recalibrate_seed":3}"#
+        let created = try await s.post("/v1/evaluations", body)
+        #expect(created.status == 202 && created.object["recalibrate_bn"] as? Int == 2, "\(created.text)")
+        let done = try await waitDone(s, try #require(created.object["id"] as? String))
+        #expect(done.object["status"] as? String == "succeeded", "\(done.text)")
+        let report = try #require(done.object["result"] as? [String: Any])
+        let intactR = try #require(lesion.intactRecalibrated)
+        #expect(abs((report["intact_error_recalibrated"] as? Double ?? -1) - intactR.error) <= 1e-12)
+        #expect((report["recalibration"] as? [String: Any])?["batch_size"] as? Int == 8)
+        let rows = report["rows"] as? [[String: Any]] ?? []
+        #expect(rows.count == 3 && rows.count == lesion.rows.count)
+        for (got, want) in zip(rows, lesion.rows) {
+            #expect(abs((got["error"] as? Double ?? -1) - (want.error ?? -2)) <= 1e-12)
+            #expect(abs((got["error_recalibrated"] as? Double ?? -1) - (want.errorRecalibrated ?? -2)) <= 1e-12)
+            #expect(abs((got["delta_error_recalibrated"] as? Double ?? -9) - (want.deltaErrorRecalibrated ?? -8)) <= 1e-12)
+        }
+
+        // A plain score gets the recalibrated network's result beside the plain one.
+        let plain = try await s.post("/v1/evaluations", #"{"model":"fm","dataset":"fashion-mnist","recalibrate_bn":2,"recalibrate_batch_size":8,"recalibrate_seed":3}"#)
+        let pdone = try await waitDone(s, try #require(plain.object["id"] as? String))
+        let doc = try #require(pdone.object["result"] as? [String: Any], "\(pdone.text)")
+        let r = try #require((doc["recalibrated_results"] as? [[String: Any]])?.first)
+        #expect(r["correct"] as? Int == plainRecal.correct)
+        #expect(abs((r["mean_loss"] as? Double ?? -1) - plainRecal.meanLoss) <= 1e-9 * max(1, plainRecal.meanLoss))
+
+        // Bad fields: 400 naming the field; a batch larger than the training set fails the job.
+        for (bad, field) in [(#""recalibrate_bn":0"#, "recalibrate_bn"), (#""recalibrate_bn":"2""#, "recalibrate_bn"),
+                             (#""recalibrate_bn":2,"recalibrate_batch_size":0"#, "recalibrate_batch_size"),
+                             (#""recalibrate_seed":1"#, "recalibrate_seed")] {
+            let r = try await s.post("/v1/evaluations", #"{"model":"fm","dataset":"fashion-mnist","# + bad + "}")
+            #expect(r.status == 400 && r.text.contains(field), "\(bad): \(r.status) \(r.text)")
+        }
+        let big = try await s.post("/v1/evaluations", #"{"model":"fm","dataset":"fashion-mnist","recalibrate_bn":1}"#)
+        let bd = try await waitDone(s, try #require(big.object["id"] as? String))
+        #expect(bd.object["status"] as? String == "failed")
+        #expect((bd.object["error"] as? String)?.contains("larger than the 30 training images") == true, "\(bd.text)")
+        try await s.stop()
+    }
+}

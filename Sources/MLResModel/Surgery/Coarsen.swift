@@ -35,12 +35,9 @@ extension Surgery {
                                resetOptimizer: Bool = false,
                                parentSHA256: String? = nil) throws -> (Checkpoint, CoarseningPlan) {
         let net = checkpoint.network
-        let chosen = stages ?? Array(net.stages.indices)
-        if chosen.isEmpty { throw SurgeryError.emptySelection("the list of stages") }
-        var seen = Set<Int>()
+        let chosen = try chosenStages(stages, in: net)
+        let seen = Set(chosen)
         for s in chosen {
-            guard net.stages.indices.contains(s) else { throw SurgeryError.unknownStage(s, stages: net.stages.count) }
-            guard seen.insert(s).inserted else { throw SurgeryError.duplicateStage(s) }
             let blocks = net.stages[s].blocks
             guard blocks.count % 2 == 0 else { throw SurgeryError.oddBlockCount(stage: s, blocks: blocks.count) }
             if let b = stride(from: 1, to: blocks.count, by: 2).first(where: { blocks[$0].changesShape }) {

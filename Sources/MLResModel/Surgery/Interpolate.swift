@@ -71,12 +71,9 @@ extension Surgery {
                                    identitySeed: UInt64 = defaultIdentitySeed,
                                    parentSHA256: String? = nil) throws -> (Checkpoint, InterpolationPlan) {
         let net = checkpoint.network
-        let chosen = stages ?? Array(net.stages.indices)
-        if chosen.isEmpty { throw SurgeryError.emptySelection("the list of stages") }
-        var seen = Set<Int>()
+        let chosen = try chosenStages(stages, in: net)
+        let seen = Set(chosen)
         for s in chosen {
-            guard net.stages.indices.contains(s) else { throw SurgeryError.unknownStage(s, stages: net.stages.count) }
-            guard seen.insert(s).inserted else { throw SurgeryError.duplicateStage(s) }
             if let b = net.stages[s].blocks.indices.dropFirst().first(where: { net.stages[s].blocks[$0].changesShape }) {
                 throw SurgeryError.shapeChangeInsideStage(BlockID(stage: s, block: b))
             }

@@ -197,6 +197,20 @@ func formatH(_ h: Double) -> String {
     return "\(h)"
 }
 
+/// The stages an operation on whole stages (interpolate, coarsen) works on: `stages`, or every
+/// stage when nil, in the given order.
+/// - Throws: ``SurgeryError`` for an empty list, an unknown stage or one named twice.
+func chosenStages(_ stages: [Int]?, in net: Network) throws -> [Int] {
+    let chosen = stages ?? Array(net.stages.indices)
+    if chosen.isEmpty { throw SurgeryError.emptySelection("the list of stages") }
+    var seen = Set<Int>()
+    for s in chosen {
+        guard net.stages.indices.contains(s) else { throw SurgeryError.unknownStage(s, stages: net.stages.count) }
+        guard seen.insert(s).inserted else { throw SurgeryError.duplicateStage(s) }
+    }
+    return chosen
+}
+
 /// Validates a list of block ids against a network: every id exists, none repeats.
 func validateBlockIDs(_ ids: [BlockID], in net: Network) throws {
     var seen = Set<BlockID>()

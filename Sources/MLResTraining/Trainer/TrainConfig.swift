@@ -43,6 +43,12 @@ public struct TrainConfig: Codable, Sendable, Equatable {
     public var resetMomentum: Bool
     /// Which old block new block 1 of a stage copies at an interpolation (see `mlres-surgery interpolate`).
     public var firstBlock: Surgery.FirstBlockPolicy
+    /// `--h-policy`: the step sizes at an interpolation (`Surgery.StepPolicy`; nil, as in files
+    /// written before issue 17, is the paper's rule ``hPolicyOrPaper``).
+    public var hPolicy: Surgery.StepPolicy?
+    /// `--recalibrate-bn N`: after each interpolation, re-estimate every BN running statistic
+    /// from N training batches before training continues (issue 17; nil: off).
+    public var recalibrateBN: Int?
     /// Also log every N optimizer steps (nil: once per epoch).
     public var logEvery: Int?
     /// "text" or "json" (console output; RUN/metrics.jsonl is always JSON).
@@ -59,7 +65,8 @@ public struct TrainConfig: Codable, Sendable, Equatable {
         case blocks, widths, epochs, interpolateAt = "interpolate_at", restartAt = "restart_at"
         case batchSize = "batch_size", lrMax = "lr_max", lrMin = "lr_min", momentum
         case weightDecay = "weight_decay", padding, flip, seed, threads
-        case resetMomentum = "reset_momentum", firstBlock = "first_block", logEvery = "log_every"
+        case resetMomentum = "reset_momentum", firstBlock = "first_block", hPolicy = "h_policy"
+        case recalibrateBN = "recalibrate_bn", logEvery = "log_every"
         case logFormat = "log_format", stepsPerEpoch = "steps_per_epoch"
         case extraCycleStarts = "extra_cycle_starts", partialEpoch = "partial_epoch"
     }
@@ -76,6 +83,9 @@ public struct TrainConfig: Codable, Sendable, Equatable {
             case lossSum = "loss_sum", correct, seen, seconds, lrStart = "lr_start"
         }
     }
+
+    /// The step-size rule of an interpolation: `--h-policy`, default the paper's (halve).
+    public var hPolicyOrPaper: Surgery.StepPolicy { hPolicy ?? .halve }
 
     /// The dataset flags as a ``DatasetSelection``.
     public var selection: DatasetSelection {
@@ -127,6 +137,10 @@ public struct TrainRequest: Sendable {
     public var threads: Int?
     public var resetMomentum: Bool = false
     public var firstBlock: Surgery.FirstBlockPolicy?
+    /// `--h-policy` (default the paper's rule, halve).
+    public var hPolicy: Surgery.StepPolicy?
+    /// `--recalibrate-bn N`.
+    public var recalibrateBN: Int?
     public var logEvery: Int?
     public var logFormat: String?
     /// `--out RUN` (default on resume: the checkpoint's folder).
@@ -184,6 +198,7 @@ extension TrainConfig {
             momentum: r.momentum ?? 0.9, weightDecay: r.weightDecay ?? 2e-4,
             padding: r.padding ?? kind.defaultPadding, flip: r.flip ?? kind.defaultFlip, seed: r.seed ?? 0,
             threads: r.threads, resetMomentum: r.resetMomentum, firstBlock: r.firstBlock ?? .auto,
+            hPolicy: r.hPolicy ?? .halve, recalibrateBN: r.recalibrateBN,
             logEvery: r.logEvery, logFormat: r.logFormat ?? "text", stepsPerEpoch: 0,
             extraCycleStarts: [], partialEpoch: nil)
         try c.validate()
@@ -213,6 +228,8 @@ extension TrainConfig {
         try same("--flip", r.flip, flip)
         try same("--seed", r.seed, seed)
         try same("--first-block", r.firstBlock?.rawValue, firstBlock.rawValue)
+        try same("--h-policy", r.hPolicy.map { $0 == .halve ? "paper" : $0.rawValue }, hPolicyOrPaper == .halve ? "paper" : hPolicyOrPaper.rawValue)
+        try same("--recalibrate-bn", r.recalibrateBN.map(String.init), recalibrateBN.map(String.init) ?? "off")
         try same("--interpolate-at", r.interpolateAt, interpolateAt)
         try same("--restart-at", r.restartAt, restartAt)
         if let e = r.epochs { c.epochs = e }
@@ -237,6 +254,7 @@ extension TrainConfig {
         guard padding >= 0 else { throw TrainError("--pad must be >= 0, got \(padding)") }
         if let t = threads, t < 1 { throw TrainError("--threads must be positive, got \(t)") }
         if let l = logEvery, l < 1 { throw TrainError("--log-every must be positive, got \(l)") }
+        if let n = recalibrateBN, n < 1 { throw TrainError("--recalibrate-bn must be a positive number of batches, got \(n)") }
         guard logFormat == "text" || logFormat == "json" else { throw TrainError("--log-format \(logFormat): expected text or json") }
         if let n = trainSubset, n < 1 { throw TrainError("--train-subset must be positive, got \(n)") }
         if let n = testSubset, n < 1 { throw TrainError("--test-subset must be positive, got \(n)") }

@@ -466,7 +466,13 @@ public final class Trainer {
     }
 
     /// At a cycle boundary: interpolate when it is an `--interpolate-at` epoch (the learning
-    /// rate restarts by itself, the plan's next cycle starts at η_max).
+    /// rate restarts by itself, the plan's next cycle starts at η_max), with the run's
+    /// `--first-block` and `--h-policy`; then, with `--recalibrate-bn N`, re-estimate every BN
+    /// running statistic from N training batches (``Recalibration``: the first N batches of the
+    /// epoch that follows, in the run's data order and augmentation, so a resume repeats it
+    /// exactly; with several ranks each takes its slice and the ranks' statistics are averaged).
+    /// The test error right after the interpolation (and after the recalibration) is recorded
+    /// in metrics.jsonl: the jump, before any training step.
     private func cycleTransition() throws {
         transitionPending = false
         guard globalStep % stepsPerEpoch == 0, config.interpolateAt.contains(globalStep / stepsPerEpoch) else { return }
@@ -474,14 +480,40 @@ public final class Trainer {
         let parent = cyclePath(k)
         let sha = FileManager.default.fileExists(atPath: parent) ? try? FileDigest.sha256(fileAt: parent) : nil
         let before = try checkpoint(cycleEnd: true)
-        let (after, splan) = try Surgery.interpolate(before, firstBlock: config.firstBlock, hPolicy: .halve,
+        let (after, splan) = try Surgery.interpolate(before, firstBlock: config.firstBlock, hPolicy: config.hPolicyOrPaper,
                                                      resetOptimizer: config.resetMomentum, parentSHA256: sha)
         executor = try Self.makeExecutor(after.network, optimizer: after.optimizer, config: config, group: group, syncBN: syncBN)
         lineage = after.lineage
-        reporter.say("after epoch \(epochsDone): interpolated \(splan.blocksBefore.map(String.init).joined(separator: "-")) → \(currentBlocks) (h halved, momentum \(config.resetMomentum ? "reset to zero" : "mapped")); new cycle at lr \(config.lrMax)")
-        reporter.record(["type": .string("interpolate"), "epoch": .int(epochsDone), "global_step": .int(globalStep),
-                         "blocks_before": .string(splan.blocksBefore.map(String.init).joined(separator: "-")),
-                         "blocks_after": .string(currentBlocks), "reset_momentum": .bool(config.resetMomentum)])
+        let policy = "first block \(config.firstBlock.rawValue), h \(config.hPolicyOrPaper == .halve ? "paper" : config.hPolicyOrPaper.rawValue)"
+        reporter.say("after epoch \(epochsDone): interpolated \(splan.blocksBefore.map(String.init).joined(separator: "-")) → \(currentBlocks) (\(policy), momentum \(config.resetMomentum ? "reset to zero" : "mapped")); new cycle at lr \(config.lrMax)")
+        let jump = try evaluate()
+        var rec: [String: JSONValue] = [
+            "type": .string("interpolate"), "epoch": .int(epochsDone), "global_step": .int(globalStep),
+            "blocks_before": .string(splan.blocksBefore.map(String.init).joined(separator: "-")),
+            "blocks_after": .string(currentBlocks), "reset_momentum": .bool(config.resetMomentum),
+            "first_block": .string(config.firstBlock.rawValue), "h_policy": .string(config.hPolicyOrPaper.rawValue),
+            "test_error_before": .double(history["test_error"]?.last ?? .nan),
+            "test_error_after": .double(jump.error), "test_loss_after": .double(jump.loss),
+        ]
+        if let n = config.recalibrateBN {
+            let settings = RecalibrationSettings(batches: n, batchSize: config.batchSize, seed: config.seed,
+                                                 epoch: epochsDone,
+                                                 augmentation: Augmentation(padding: config.padding, flip: config.flip))
+            let clock = Date()
+            try Recalibration.recalibrate(executor, train: train, settings: settings, replica: group.rank, replicas: group.size)
+            try averageRunningStatistics()
+            rec["recalibrate_seconds"] = .double(Date().timeIntervalSince(clock))
+            lineage.append(LineageEvent(.recalibrate, args: settings.lineageArgs(dataset: config.dataset.rawValue)))
+            let recal = try evaluate()
+            rec["recalibrate_bn"] = .int(n)
+            rec["test_error_recalibrated"] = .double(recal.error); rec["test_loss_recalibrated"] = .double(recal.loss)
+            reporter.say(String(format: "BN statistics recalibrated from %d batches: test error %.2f%% → %.2f%% (before interpolation %.2f%%)",
+                                n, 100 * jump.error, 100 * recal.error, 100 * (history["test_error"]?.last ?? .nan)))
+        } else {
+            reporter.say(String(format: "test error right after interpolation: %.2f%% (before %.2f%%)",
+                                100 * jump.error, 100 * (history["test_error"]?.last ?? .nan)))
+        }
+        reporter.record(rec)
     }
 
     /// One "train" lineage event per run segment (from here to the end of the current cycle).
