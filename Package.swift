@@ -77,7 +77,7 @@ let package = Package(
         // What the three executables share: exit-status contract, error line, list flags,
         // closed flag choices (ExpressibleByArgument).
         .target(name: "MLResCLI", dependencies: [
-            "MLResModel", "MLResData",
+            "MLResModel", "MLResData", "MLResHDF5",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 

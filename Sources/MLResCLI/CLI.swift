@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import MLResData
+import MLResHDF5
 import MLResModel
 
 // What mlres-train, mlres-surgery and mlres-eval share as command-line tools: the exit-status
@@ -29,6 +30,20 @@ public func cliFailure(_ message: String) -> ExitCode {
     while text.hasSuffix("\n") { text.removeLast() }
     FileHandle.standardError.write(Data("error: \(text)\n".utf8))
     return CLIExit.refused
+}
+
+/// Reads a checkpoint through the one read path (``CheckpointIO/load(path:)``, or
+/// ``CheckpointIO/verify(path:)`` with `verify`): the checkpoint and the SHA-256 of the very
+/// bytes read. Every failure (its cause named by the reader) becomes `error: <file>: <reason>`
+/// and exit 2. The one place the three tools turn a checkpoint error into the CLI contract.
+public func loadCheckpointOrRefuse(_ path: String, verify: Bool = false) throws -> LoadedCheckpoint {
+    do {
+        return try verify ? CheckpointIO.verify(path: path) : CheckpointIO.load(path: path)
+    } catch let e as CheckpointError {
+        throw cliFailure(e.description)
+    } catch {
+        throw cliFailure("\(path): \(error)")
+    }
 }
 
 /// Runs `body`, turning any error but an `ExitCode` into `error: <error>` and exit 2.

@@ -31,6 +31,21 @@ enum H5 {
         return try body()
     }
 
+    /// What stays open in this process: the objects HDF5 holds open in files (files, groups,
+    /// datasets, named datatypes, attributes: H5Fget_obj_count over every file) and the
+    /// ``H5Object`` handles alive (every identifier mlres opens, of any kind: dataspaces,
+    /// datatypes and property lists too, which HDF5 1.10 cannot count: H5Inmembers refuses
+    /// library types). After any read, accepted or refused, both return to what they were: a
+    /// handle left open on an error path would keep its memory until exit, where HDF5 then
+    /// loops trying to close it. Callers hold the HDF5 lock.
+    static func openIdentifiers() -> [String: Int] {
+        locked {
+            // H5F_OBJ_ALL (files, datasets, groups, named datatypes, attributes) in every file.
+            let all: UInt32 = 0x1F
+            return ["objects in files": Int(H5Fget_obj_count(hid_t(all), all)), "H5Object handles": H5Object.alive]
+        }
+    }
+
     private final class StackBox { var lines: [String] = [] }
 
     /// HDF5's error stack of this thread, from the API call down to the innermost cause, read
@@ -93,8 +108,10 @@ enum H5 {
 final class H5Object {
     let id: hid_t
     private let closer: (hid_t) -> herr_t
-    init(_ id: hid_t, _ closer: @escaping (hid_t) -> herr_t) { self.id = id; self.closer = closer }
-    deinit { _ = closer(id) }
+    /// Handles alive now (created and released with the HDF5 lock held, as every HDF5 call).
+    nonisolated(unsafe) static var alive = 0
+    init(_ id: hid_t, _ closer: @escaping (hid_t) -> herr_t) { self.id = id; self.closer = closer; Self.alive += 1 }
+    deinit { _ = closer(id); Self.alive -= 1 }
 
     static func group(_ id: hid_t) -> H5Object { H5Object(id, H5Gclose) }
     static func dataset(_ id: hid_t) -> H5Object { H5Object(id, H5Dclose) }

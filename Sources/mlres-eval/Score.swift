@@ -75,16 +75,8 @@ struct TestSetOptions: ParsableArguments {
 
 /// Reads a checkpoint and the SHA-256 of its bytes; failures become `error: FILE: ...`, exit 2.
 func loadCheckpoint(_ path: String) throws -> (Checkpoint, sha256: String) {
-    // CheckpointIO names every cause (no such file, a dangling link, a folder, a FIFO, a
-    // permission refused, a lock, ...) from the one open of the file.
-    do {
-        let loaded = try CheckpointIO.load(path: path)      // the digest of the bytes scored
-        return (loaded.checkpoint, loaded.sha256)
-    } catch let e as CheckpointError {
-        throw cliFailure(e.description)
-    } catch {
-        throw cliFailure("\(path): \(error)")
-    }
+    let loaded = try loadCheckpointOrRefuse(path)      // the digest of the bytes scored
+    return (loaded.checkpoint, loaded.sha256)
 }
 
 /// Runs an analysis step, turning its errors into `error: ...`, exit 2.

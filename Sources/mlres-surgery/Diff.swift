@@ -27,8 +27,8 @@ struct Diff: ParsableCommand {
     var json = false
 
     func run() throws {
-        let ca = try readCheckpoint(a).checkpoint
-        let cb = try readCheckpoint(b).checkpoint
+        let ca = try loadCheckpointOrRefuse(a).checkpoint
+        let cb = try loadCheckpointOrRefuse(b).checkpoint
         let report = Surgery.diff(ca, cb)
         if json {
             struct Envelope: Encodable { var a: String; var b: String; var report: DiffReport }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import MLResCLI
 import Foundation
 import MLResInterop
 import MLResModel
@@ -47,7 +48,7 @@ struct Export: ParsableCommand {
             throw surgeryFailure(out, "already exists (use --force to replace it)")
         }
         // The digest of exactly the bytes that were parsed.
-        let loaded = try readCheckpoint(input)
+        let loaded = try loadCheckpointOrRefuse(input)
         let checkpoint = loaded.checkpoint, sha = loaded.sha256
         let bytes: [UInt8]
         do {

@@ -4,11 +4,6 @@ import Foundation
 import MLResHDF5
 import MLResModel
 
-/// Prints `error: <file>: <message>` on stderr and fails with exit code 2 (unreadable checkpoint).
-func failWithCheckpointError(_ e: CheckpointError) -> ExitCode {
-    cliFailure("\(e)")
-}
-
 /// `mlres-surgery inspect CKPT [--json]`: what a checkpoint holds, after full validation.
 struct Inspect: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -20,7 +15,7 @@ struct Inspect: ParsableCommand {
     var json = false
 
     func run() throws {
-        let loaded = try readCheckpoint(checkpoint)
+        let loaded = try loadCheckpointOrRefuse(checkpoint)
         let summary = CheckpointSummary(loaded, file: checkpoint)
         print(json ? summary.json.jsonText : summary.text)
     }

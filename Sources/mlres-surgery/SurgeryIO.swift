@@ -33,20 +33,6 @@ func surgeryFailure(_ file: String, _ message: String) -> ExitCode {
     cliFailure("\(file): \(message)")
 }
 
-/// Reads a checkpoint (and the SHA-256 of the very bytes read), turning every failure into
-/// `error: <file>: <message>` and exit 2.
-func readCheckpoint(_ path: String) throws -> LoadedCheckpoint {
-    // CheckpointIO names every cause (no such file, a dangling link, a folder, a FIFO, a
-    // permission refused, a lock, ...) from the one open of the file.
-    do {
-        return try CheckpointIO.load(path: path)
-    } catch let e as CheckpointError {
-        throw surgeryFailure(e.file, e.message)
-    } catch {
-        throw surgeryFailure(path, "\(error)")
-    }
-}
-
 /// The canonical form of a path, to tell whether two names denote the same file.
 func canonicalPath(_ path: String) -> String {
     URL(fileURLWithPath: path).standardizedFileURL.resolvingSymlinksInPath().path
@@ -95,7 +81,7 @@ func runSurgery<P: SurgeryPlan>(input: String, options: SurgeryOutputOptions,
                                 operation: (Checkpoint, String) throws -> (Checkpoint, P)) throws {
     if let out = options.output { try checkOutput(out, input: input, options: options) }
     // The input's digest (for the lineage) is the one of the bytes that were parsed.
-    let loaded = try readCheckpoint(input)
+    let loaded = try loadCheckpointOrRefuse(input)
     let checkpoint = loaded.checkpoint, sha = loaded.sha256
 
     let result: Checkpoint, plan: P

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import MLResCLI
 import MLResHDF5
 import MLResModel
 
@@ -14,10 +15,7 @@ struct Verify: ParsableCommand {
     var checkpoint: String
 
     func run() throws {
-        let report: CheckpointVerification
-        do { report = try CheckpointIO.verify(path: checkpoint) } catch let e as CheckpointError {
-            throw failWithCheckpointError(e)
-        }
+        let report: CheckpointVerification = try loadCheckpointOrRefuse(checkpoint, verify: true)
         let net = report.checkpoint.network
         let digests = report.contentProtected ? ", \(report.digestsChecked) SHA-256 digests matched (format 1.1)"
                                               : "; unprotected: no content digests (format 1.0 or another writer)"

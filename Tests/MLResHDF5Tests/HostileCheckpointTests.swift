@@ -76,5 +76,23 @@ import MLResModel
             }
         }
         print("hostile family: refused \(refused.sorted { $0.key < $1.key }), accepted \(accepted.sorted { $0.key < $1.key })")
+
+        // No HDF5 identifier (file, group, dataset, attribute, datatype, dataspace, property
+        // list, error stack) outlives a read, accepted or refused: up to 6 mutants per class,
+        // each read holding the process-wide HDF5 lock, so that no other test's HDF5 use is
+        // counted (issue 13: a handle left open on an error path).
+        var perClass: [String: Int] = [:]
+        for e in entries where e.class != "members" {
+            perClass[e.class, default: 0] += 1
+            if perClass[e.class]! > 6 { continue }
+            let path = dir.file("m/" + e.file)
+            hdf5Lock.lock()
+            let before = H5.openIdentifiers()
+            let outcome = (try? CheckpointIO.load(path: path)) == nil ? "refused" : "accepted"
+            let after = H5.openIdentifiers()
+            hdf5Lock.unlock()
+            #expect(after == before, "\(e.file) (\(e.class), \(outcome)): HDF5 identifiers \(before) before, \(after) after")
+        }
+        #expect(perClass.count >= 10)
     }
 }

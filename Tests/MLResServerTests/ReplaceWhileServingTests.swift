@@ -18,6 +18,8 @@ private struct Pair {
     /// sha256 (from coreutils) → network.
     let networks: [String: Network]
     let shaA: String, shaB: String
+    /// DIR/live.h5, holding A at first: the model "live".
+    let live: String
 
     init(_ dir: String) throws {
         let netA = SeedLoader.network(seed: 1)
@@ -34,6 +36,8 @@ private struct Pair {
         networks = [shaA: netA, shaB: netB]
         try FileManager.default.removeItem(atPath: dir + "/pair-a.h5")
         try FileManager.default.removeItem(atPath: dir + "/pair-b.h5")
+        live = dir + "/live.h5"
+        if let problem = AtomicSwapper.replace(live, via: dir + "/next", with: a) { throw SwapperError(description: problem) }
     }
 
     func tag(_ sha: String?) -> String? { sha == shaA ? "A" : sha == shaB ? "B" : nil }
@@ -71,8 +75,7 @@ struct ReplaceWhileServingTests {
         let dir = temporaryFolder("replace-reload")
         defer { cleanup(dir) }
         let pair = try Pair(dir)
-        let live = dir + "/live.h5"
-        #expect(AtomicSwapper.replace(live, via: dir + "/next", with: pair.a) == nil)
+        let live = pair.live
         let s = try await TestServer.start(directory: dir, loader: ModelLoaders.engine)
         #expect(try checkServed(pair, metadata: try await s.get("/v2/models/live"), infer: try await inferTwo(s)) == "A")
 
@@ -105,8 +108,7 @@ struct ReplaceWhileServingTests {
         let dir = temporaryFolder("replace-poll")
         defer { cleanup(dir) }
         let pair = try Pair(dir)
-        let live = dir + "/live.h5"
-        #expect(AtomicSwapper.replace(live, via: dir + "/next", with: pair.a) == nil)
+        let live = pair.live
         let s = try await TestServer.start(directory: dir, loader: ModelLoaders.engine) {
             $0.pollInterval = .milliseconds(20)
         }
