@@ -11,7 +11,7 @@
 #   scripts/reproduce.sh [--dataset fashion-mnist|cifar10|cifar100|stl10] [--data-dir DIR]
 #                        [--scale quick|full] [--seeds N] [--threads N] [--out DIR]
 #                        [--policies paper,preserve,identity,preserve-identity] [--recalibrate-bn N]
-#                        [--no-analysis]
+#                        [--no-analysis] [--only MODEL,MODEL...]
 #
 # Issue 17 rows: --policies adds a multi-level run per interpolation policy (paper: the paper's
 #   rule, the plain multi-level row; preserve: --h-policy preserve; identity: --first-block
@@ -19,7 +19,9 @@
 #   each policy, a run with BN recalibration from N training batches after each interpolation.
 #   The table then gets a row per run and the jump at each interpolation (test error before,
 #   right after, and after recalibration, from the runs' metrics.jsonl). --no-analysis skips the
-#   lesion study, norms and figures.
+#   lesion study, norms and figures. --only runs just the named models (e.g.
+#   multilevel,multilevel-preserve-bn,lastcycle; the table marks the others "not run"); a model
+#   whose OUT/seedS/MODEL.score.json exists is not run again (delete it to rerun).
 #
 # quick (the default) on fashion-mnist: a 10,000-image training subset (first images of the
 #   official training file), the full 10,000-image test set, 16 epochs with cycles at 6 and 11
@@ -28,7 +30,7 @@
 # Environment overrides: TRAIN_SUBSET, TEST_SUBSET, EPOCHS, AT (e.g. 6,11), WIDTHS, BATCH.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-dataset=fashion-mnist data_dir="" scale=quick seeds=1 threads=2 out="" policies="" recal="" analysis=1
+dataset=fashion-mnist data_dir="" scale=quick seeds=1 threads=2 out="" policies="" recal="" analysis=1 only=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --dataset) dataset=$2; shift 2 ;;
@@ -39,6 +41,7 @@ while [ $# -gt 0 ]; do
         --out) out=$2; shift 2 ;;
         --policies) policies=$2; shift 2 ;;
         --recalibrate-bn) recal=$2; shift 2 ;;
+        --only) only=$2; shift 2 ;;
         --no-analysis) analysis=0; shift ;;
         -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
         *) echo "reproduce.sh: unknown argument '$1' (see --help)" >&2; exit 64 ;;
@@ -99,6 +102,8 @@ for ((s = 0; s < seeds; s++)); do
             firstcycle) flags=(--blocks 2-2-2 --restart-at "$AT") ;;
         esac
         run="$out/seed$s/$model"
+        if [ -n "$only" ] && [[ ",$only," != *",$model,"* ]]; then continue; fi
+        if [ -f "$run.score.json" ]; then echo "reproduce: seed $s, $model: done before ($run.score.json)" >&2; continue; fi
         echo "reproduce: seed $s, $model: mlres-train ${common[*]} ${flags[*]} --seed $s --out $run" >&2
         mkdir -p "$out/seed$s"
         load0=$(cut -d' ' -f1 /proc/loadavg)

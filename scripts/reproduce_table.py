@@ -99,6 +99,8 @@ def main():
         err, train, proc, params = [], [], [], None
         for s in range(a.seeds):
             base = os.path.join(a.out, f"seed{s}", key)
+            if not os.path.exists(base + ".score.json"):
+                continue   # not run (reproduce.sh --only)
             score = load(base + ".score.json")
             res = score["results"][0]
             err.append(float(res["error"]))
@@ -119,24 +121,31 @@ def main():
     print("|---|---|---|---|")
     for key, name in models:
         err, train, proc, _ = rows[key]
+        if not err:
+            print(f"| {name} | not run | | |")
+            continue
         print(f"| {name} | {fmt(err, 100)} | {fmt(train, digits=1)} | {fmt(proc, digits=1)} |")
-    ml, lc = rows["multilevel"], rows["lastcycle"]
-    saved_train = [1 - m / l for m, l in zip(ml[1], lc[1])]
-    saved_proc = [1 - m / l for m, l in zip(ml[2], lc[2])]
-    print()
-    print(f"Time saved by multi-level against the last-cycle model: {fmt(saved_train, 100, 1)}% "
-          f"(training), {fmt(saved_proc, 100, 1)}% (whole process). Table 2 theory for this "
-          f"schedule (cost ∝ blocks × epochs): {100 * (1 - theory):.2f}%; the paper's 42% is the "
-          f"equal-cycle figure, it measured 41%.")
-    gap = statistics.mean(ml[0]) - statistics.mean(lc[0])
-    spread = statistics.stdev(lc[0]) if len(lc[0]) > 1 else float("nan")
-    print(f"Multi-level minus last-cycle test error: {100 * gap:+.2f} points "
-          f"(last-cycle seed-to-seed std: {100 * spread:.2f} points).")
-    if len(variants) > 1:
-        for key, name in models:
-            if key.startswith("multilevel-"):
-                g = statistics.mean(rows[key][0]) - statistics.mean(lc[0])
-                print(f"{name} minus last-cycle: {100 * g:+.2f} points.")
+        if len(err) < a.seeds:
+            print(f"| (that row: {len(err)} of {a.seeds} seeds) | | | |")
+    models = [m for m in models if rows[m[0]][0]]
+    if rows["multilevel"][0] and rows["lastcycle"][0]:
+        ml, lc = rows["multilevel"], rows["lastcycle"]
+        saved_train = [1 - m / l for m, l in zip(ml[1], lc[1])]
+        saved_proc = [1 - m / l for m, l in zip(ml[2], lc[2])]
+        print()
+        print(f"Time saved by multi-level against the last-cycle model: {fmt(saved_train, 100, 1)}% "
+              f"(training), {fmt(saved_proc, 100, 1)}% (whole process). Table 2 theory for this "
+              f"schedule (cost ∝ blocks × epochs): {100 * (1 - theory):.2f}%; the paper's 42% is the "
+              f"equal-cycle figure, it measured 41%.")
+        gap = statistics.mean(ml[0]) - statistics.mean(lc[0])
+        spread = statistics.stdev(lc[0]) if len(lc[0]) > 1 else float("nan")
+        print(f"Multi-level minus last-cycle test error: {100 * gap:+.2f} points "
+              f"(last-cycle seed-to-seed std: {100 * spread:.2f} points).")
+        if len(variants) > 1:
+            for key, name in models:
+                if key.startswith("multilevel-"):
+                    g = statistics.mean(rows[key][0]) - statistics.mean(lc[0])
+                    print(f"{name} minus last-cycle: {100 * g:+.2f} points.")
     # The jump at each interpolation (test error before / right after / after recalibration).
     print()
     print("Jump at each interpolation (test error %, mean ± std over seeds; \"before\" is the last "
@@ -146,7 +155,10 @@ def main():
     for key, name in models:
         if not key.startswith("multilevel"):
             continue
-        per_seed = [jumps(os.path.join(a.out, f"seed{s}", key, "metrics.jsonl")) for s in range(a.seeds)]
+        paths = [os.path.join(a.out, f"seed{s}", key, "metrics.jsonl") for s in range(a.seeds)]
+        per_seed = [jumps(p) for p in paths if os.path.exists(p)]
+        if not per_seed:
+            continue
         for i in range(min(len(j) for j in per_seed)):
             recs = [j[i] for j in per_seed]
             if "test_error_after" not in recs[0]:

@@ -1,6 +1,30 @@
 import CHDF5
 import Foundation
 
+/// Which file a path named at one moment: device, inode, size and modification time. An
+/// atomic replace (rename over the path, as every mlres writer publishes) gives a new inode, so
+/// two identities differ whenever the path was replaced in between.
+public struct FileIdentity: Equatable, Hashable, Sendable {
+    public var device: UInt64
+    public var inode: UInt64
+    public var size: Int64
+    /// st_mtim in nanoseconds since the epoch.
+    public var modifiedNanoseconds: Int64
+
+    init(_ st: stat) {
+        device = UInt64(st.st_dev); inode = UInt64(st.st_ino); size = Int64(st.st_size)
+        modifiedNanoseconds = Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec)
+    }
+
+    /// The identity of the regular file at `path` now (symlinks followed), or nil when there is
+    /// none (missing, a folder, a FIFO...).
+    public init?(path: String) {
+        var st = stat()
+        guard stat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { return nil }
+        self.init(st)
+    }
+}
+
 /// The bytes of one checkpoint file, read ONCE through one descriptor. Everything a reader
 /// reports about the file — its SHA-256, the global-heap check, the HDF5 parse (from an
 /// in-memory image, HDF5's "core" driver) — is computed from these same bytes, so a file
@@ -13,6 +37,8 @@ import Foundation
 struct FileImage {
     /// The whole file.
     let bytes: [UInt8]
+    /// Device, inode, size and modification time of the open file the bytes were read from.
+    let identity: FileIdentity
     /// Byte offset of the HDF5 superblock: the size of the user block (0 without one). HDF5
     /// addresses inside the file are relative to it.
     let baseAddress: Int
@@ -47,7 +73,7 @@ struct FileImage {
         }
         let bytes = try readAll(fd, expected: Int(st.st_size))
         let (base, version) = try superblock(bytes)
-        return FileImage(bytes: bytes, baseAddress: base, superblockVersion: version)
+        return FileImage(bytes: bytes, identity: FileIdentity(st), baseAddress: base, superblockVersion: version)
     }
 
     private static func readAll(_ fd: Int32, expected: Int) throws -> [UInt8] {

@@ -32,6 +32,10 @@ public struct LoadedCheckpoint: Sendable {
     public var sha256: String
     /// Size of those bytes.
     public var byteCount: Int
+    /// The identity (device, inode, size, mtime) of the open file those bytes were read from:
+    /// compare it with ``FileIdentity/init(path:)`` later to tell whether the path was replaced
+    /// since.
+    public var identity: FileIdentity
     /// True for format 1.1 files: every dataset and string set carries a digest, and all of
     /// them matched. False for 1.0 and h5py-written files ("unprotected": tensor bytes are
     /// Fletcher32-checked only if the writer asked for it, strings not at all).
@@ -82,7 +86,7 @@ public enum CheckpointIO {
             let image = try FileImage.load(path: path)
             let sha = image.bytes.withUnsafeBytes { FileDigest.sha256($0) }
             let r = try H5.locked { try CheckpointReader.read(image, strict: strict) }
-            return LoadedCheckpoint(checkpoint: r.checkpoint, sha256: sha, byteCount: image.size,
+            return LoadedCheckpoint(checkpoint: r.checkpoint, sha256: sha, byteCount: image.size, identity: image.identity,
                                     contentProtected: r.protected, digestsChecked: r.digestsChecked,
                                     metadataChecksummed: r.metadataChecksummed,
                                     tensorCount: r.tensorCount, tensorBytes: r.tensorBytes)

@@ -1,3 +1,4 @@
+import MLResHDF5
 import MLResModel
 
 /// Something that turns a batch of standardised images into logits.
@@ -26,9 +27,16 @@ public struct LoadedModel: Sendable {
     /// SHA-256 of the exact bytes the network was read from, when the loader read a file
     /// (``CheckpointIO/load(path:)``); nil lets the repository hash the file itself.
     public var sha256: String?
+    /// Identity of the open file those bytes were read from (``LoadedCheckpoint/identity``).
+    /// With it and ``sha256`` the repository knows exactly which file it serves, even when the
+    /// path was replaced during the load; without them it compares the path's identity before
+    /// and after the load and retries.
+    public var fileIdentity: FileIdentity?
 
-    public init(network: Network, backend: any InferenceBackend, backendName: String, sha256: String? = nil) {
+    public init(network: Network, backend: any InferenceBackend, backendName: String, sha256: String? = nil,
+                fileIdentity: FileIdentity? = nil) {
         self.network = network; self.backend = backend; self.backendName = backendName; self.sha256 = sha256
+        self.fileIdentity = fileIdentity
     }
 }
 

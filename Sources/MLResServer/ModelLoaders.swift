@@ -14,7 +14,7 @@ public enum ModelLoaders {
             let loaded = try CheckpointIO.load(path: path)     // digest of the bytes parsed
             let backend = try makeBackend(loaded.checkpoint.network, options)
             return LoadedModel(network: loaded.checkpoint.network, backend: backend, backendName: backendName,
-                               sha256: loaded.sha256)
+                               sha256: loaded.sha256, fileIdentity: loaded.identity)
         }
     }
 

@@ -24,19 +24,7 @@ public enum RepositoryError: Error, CustomStringConvertible, Sendable {
 }
 
 /// Identity of a file on disk, to notice replacement (an atomic rename gives a new inode).
-struct FileStamp: Equatable, Sendable {
-    var device: UInt64
-    var inode: UInt64
-    var size: Int64
-    var modified: Double
-
-    init?(path: String) {
-        var st = stat()
-        guard stat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { return nil }
-        device = UInt64(st.st_dev); inode = UInt64(st.st_ino); size = Int64(st.st_size)
-        modified = Double(st.st_mtim.tv_sec) + Double(st.st_mtim.tv_nsec) * 1e-9
-    }
-}
+typealias FileStamp = FileIdentity
 
 /// What the server reports about one loaded model.
 public struct ModelInfo: Sendable {
@@ -243,28 +231,35 @@ public final class ModelRepository: @unchecked Sendable {
             return fail(e, stamp: nil)
         } catch { return fail(.loadFailed(name, message: "\(error)"), stamp: nil) }
 
-        // Read, then check the file did not change underneath (retry a few times if it did).
+        // A loader that reports the identity of the file it read (``ModelLoaders``: the bytes
+        // are read once, hashed and parsed) tells exactly which file is served, even when the
+        // path was replaced meanwhile: the next poll sees the newer identity and reloads. Other
+        // loaders: compare the path's identity before and after, retrying a few times.
         var attempt = 0
         while true {
             attempt += 1
             guard let before = FileStamp(path: path) else { return fail(.notFound(name), stamp: nil) }
             let loaded: LoadedModel
-            let sha: String
-            do {
-                loaded = try loader(path, loaderOptions)
-                sha = try loaded.sha256 ?? FileDigest.sha256(fileAt: path)
-            } catch {
+            do { loaded = try loader(path, loaderOptions) } catch {
                 return fail(.loadFailed(name, message: "\(error)"), stamp: before)
             }
-            let after = FileStamp(path: path)
-            if after != before {
-                if attempt < 3 { continue }
-                return fail(.loadFailed(name, message: "the file kept changing while it was read"), stamp: nil)
+            let stamp: FileStamp, sha: String
+            if let id = loaded.fileIdentity, let digest = loaded.sha256 {
+                (stamp, sha) = (id, digest)
+            } else {
+                do { sha = try loaded.sha256 ?? FileDigest.sha256(fileAt: path) } catch {
+                    return fail(.loadFailed(name, message: "\(error)"), stamp: before)
+                }
+                if FileStamp(path: path) != before {
+                    if attempt < 3 { continue }
+                    return fail(.loadFailed(name, message: "the file kept changing while it was read"), stamp: nil)
+                }
+                stamp = before
             }
             if let problem = ModelRepository.consistencyProblem(loaded) {
-                return fail(.loadFailed(name, message: problem), stamp: before)
+                return fail(.loadFailed(name, message: problem), stamp: stamp)
             }
-            return .success(install(name, loaded, path: path, sha: sha, stamp: before))
+            return .success(install(name, loaded, path: path, sha: sha, stamp: stamp))
         }
     }
 

@@ -23,7 +23,7 @@ struct Verify: ParsableCommand {
                                               : "; unprotected: no content digests (format 1.0 or another writer)"
         print("ok: \(checkpoint): format v1, blocks \(net.blocksDescription), "
               + "\(net.parameterCount) parameters, \(report.tensorCount) tensors (\(report.tensorBytes) bytes) read with "
-              + "checksums verified, all finite\(digests)")
+              + "checksums verified, all finite\(digests); sha256 \(report.sha256)")
         if !report.metadataChecksummed {
             FileHandle.standardError.write(Data(("note: \(checkpoint): written in HDF5's oldest layout (h5py's default), whose " +
                 "metadata has no checksums; rewrite it with mlres tools to protect its structure too\n").utf8))
