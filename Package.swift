@@ -47,7 +47,8 @@ let package = Package(
         ]),
         // The only module that calls oneDNN: forward/backward, SGD.
         .target(name: "MLResEngine", dependencies: ["MLResModel", "CDNNL"]),
-        // Datasets: readers (CIFAR, STL-10, IDX), augmentation, standardisation, batch loaders.
+        // Datasets: readers (CIFAR, STL-10, IDX), augmentation, standardisation, batch loaders;
+        // the only module that calls zlib (`Inflate`, also used by the server for request bodies).
         .target(name: "MLResData", dependencies: ["MLResModel", "CZlib"]),
         // The only module that calls MPI: the process group of an mpirun job (data-parallel training).
         .target(name: "MLResDistributed", dependencies: ["CMPI"]),
@@ -64,7 +65,7 @@ let package = Package(
         ], exclude: ["ONNX/onnx.proto", "ONNX/README.md"]),
         // HTTP inference server (Open Inference Protocol v2) with dynamic batching.
         .target(name: "MLResServer", dependencies: [
-            "MLResModel", "MLResHDF5", "MLResEngine", "MLResData", "MLResAnalysis", "CZlib",
+            "MLResModel", "MLResHDF5", "MLResEngine", "MLResData", "MLResAnalysis",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HummingbirdCore", package: "hummingbird"),
             .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),

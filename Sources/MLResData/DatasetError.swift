@@ -1,4 +1,5 @@
 import Foundation
+import MLResModel
 
 /// Everything that can be wrong with dataset files. Every case names the file (and, where it
 /// applies, the record) so that the message alone tells the user what to fix.
@@ -19,6 +20,9 @@ public enum DatasetError: Error, Equatable, CustomStringConvertible, LocalizedEr
     case mismatch(detail: String)
     /// A subset larger than the split, or another invalid request.
     case invalidRequest(detail: String)
+    /// The file exists but cannot be read: permission refused, a folder, a FIFO, a device, a
+    /// dangling symbolic link, an I/O error; `reason` says which and how to fix it.
+    case unreadable(path: String, reason: String)
 
     public var description: String {
         switch self {
@@ -39,6 +43,8 @@ public enum DatasetError: Error, Equatable, CustomStringConvertible, LocalizedEr
             return detail
         case let .invalidRequest(detail):
             return detail
+        case let .unreadable(path, reason):
+            return "dataset file \(path) \(reason)"
         }
     }
 
@@ -61,14 +67,22 @@ func formatBytes(_ n: Int) -> String {
     return String(out.reversed()) + " bytes"
 }
 
-/// Reads a whole file, turning "no such file" into ``DatasetError/missingFile``.
+/// Reads a whole file through one descriptor (``InputFile``): "no such file" becomes
+/// ``DatasetError/missingFile``, every other cause (permission, folder, FIFO: refused at once,
+/// never waited on) ``DatasetError/unreadable`` naming it.
 func readWholeFile(_ path: String, expected: @autoclosure () -> String) throws -> [UInt8] {
-    var isDir: ObjCBool = false
-    guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir), !isDir.boolValue,
-          let data = FileManager.default.contents(atPath: path) else {
-        throw DatasetError.missingFile(path: path, expected: expected())
+    do {
+        return try InputFile(path: path).readAll()
+    } catch let f as InputFile.Failure {
+        if f.missing { throw DatasetError.missingFile(path: path, expected: expected()) }
+        throw DatasetError.unreadable(path: path, reason: f.reason)
     }
-    return [UInt8](data)
+}
+
+/// True when something (a file, a folder, even a dangling link) exists at `path`.
+func somethingExists(at path: String) -> Bool {
+    var st = stat()
+    return lstat(path, &st) == 0
 }
 
 /// `dir/name`, without doubling a trailing slash.

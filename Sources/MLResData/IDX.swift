@@ -11,8 +11,8 @@ public enum IDX {
     /// Neither existing throws ``DatasetError/missingFile`` naming both spellings.
     public static func locate(_ name: String, in directory: String, expected: String) throws -> String {
         let plain = joinPath(directory, name)
-        if FileManager.default.fileExists(atPath: plain) { return plain }
-        if FileManager.default.fileExists(atPath: plain + ".gz") { return plain + ".gz" }
+        if somethingExists(at: plain) { return plain }
+        if somethingExists(at: plain + ".gz") { return plain + ".gz" }
         throw DatasetError.missingFile(path: plain + "[.gz]", expected: expected)
     }
 

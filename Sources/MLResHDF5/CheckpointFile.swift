@@ -1,5 +1,6 @@
 import CHDF5
 import Foundation
+import MLResModel
 
 /// Which file a path named at one moment: device, inode, size and modification time. An
 /// atomic replace (rename over the path, as every mlres writer publishes) gives a new inode, so
@@ -52,44 +53,40 @@ struct FileImage {
 
     /// Reads `path` once. Throws ``H5Problem`` with the reason a user can act on.
     static func load(path: String) throws -> FileImage {
-        // O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused below.
-        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
-        guard fd >= 0 else { throw H5Problem("cannot open: \(String(cString: strerror(errno)))") }
-        defer { close(fd) }
-        var st = stat()
-        guard fstat(fd, &st) == 0 else { throw H5Problem("cannot open: \(String(cString: strerror(errno)))") }
-        if (st.st_mode & S_IFMT) == S_IFDIR { throw H5Problem("is a directory, not a checkpoint file") }
-        if (st.st_mode & S_IFMT) != S_IFREG { throw H5Problem("is not a regular file") }
-        if st.st_size == 0 { throw H5Problem("is empty (0 bytes), not an HDF5 file") }
+        let file: InputFile
+        do { file = try InputFile(path: path) } catch let f as InputFile.Failure {
+            if f.reason.hasPrefix("is a directory") { throw H5Problem("is a directory, not a checkpoint file") }
+            throw H5Problem(f.reason)
+        }
+        if file.size == 0 { throw H5Problem("is empty (0 bytes), not an HDF5 file") }
+        if let holder = lockHolder(file.descriptor) {
+            throw H5Problem(holder, retryable: true)
+        }
+        let bytes: [UInt8]
+        do { bytes = try file.readAll() } catch let f as InputFile.Failure { throw H5Problem(f.reason) }
+        let (base, version) = try superblock(bytes)
+        return FileImage(bytes: bytes, identity: FileIdentity(file.status), baseAddress: base, superblockVersion: version)
+    }
 
-        // HDF5 programs lock the files they open (flock; exclusive for writing). Ask for a
-        // shared lock, as HDF5 itself would: a writer's lock means the bytes may be changing.
+    /// HDF5 programs lock the files they open: HDF5 1.10 with flock (exclusive for writing),
+    /// other builds with fcntl record locks. A writer's lock means the bytes may be changing.
+    /// Returns the refusal, or nil when no writer holds a lock.
+    private static func lockHolder(_ fd: Int32) -> String? {
+        let wayOut = "wait until that program has closed it, or stop it"
+        // A shared flock, as HDF5 itself asks for when it opens a file read-only.
         if flock(fd, LOCK_SH | LOCK_NB) != 0 {
             if errno == EWOULDBLOCK {
-                throw H5Problem("is locked by another process (an HDF5 program has it open for writing); "
-                    + "wait until that program has closed it, or stop it")
+                return "is locked by another process (an HDF5 program has it open for writing); \(wayOut)"
             }
             // ENOLCK, EOPNOTSUPP...: a file system without locks (NFS, read-only mounts).
         }
-        let bytes = try readAll(fd, expected: Int(st.st_size))
-        let (base, version) = try superblock(bytes)
-        return FileImage(bytes: bytes, identity: FileIdentity(st), baseAddress: base, superblockVersion: version)
-    }
-
-    private static func readAll(_ fd: Int32, expected: Int) throws -> [UInt8] {
-        var out = [UInt8](repeating: 0, count: expected)
-        var got = 0
-        while got < expected {
-            let n = out.withUnsafeMutableBytes { read(fd, $0.baseAddress! + got, expected - got) }
-            if n < 0 {
-                if errno == EINTR || errno == EAGAIN { continue }
-                throw H5Problem("cannot read: \(String(cString: strerror(errno)))")
-            }
-            if n == 0 { break }        // shrank meanwhile: parse what is there (it will say so)
-            got += n
+        // A write record lock held by another process (fcntl; HDF5 builds without flock).
+        var lk = Glibc.flock()
+        lk.l_type = Int16(F_RDLCK); lk.l_whence = Int16(SEEK_SET); lk.l_start = 0; lk.l_len = 0
+        if fcntl(fd, F_GETLK, &lk) == 0, lk.l_type == Int16(F_WRLCK) {
+            return "is locked by another process (process \(lk.l_pid) holds a write lock on it); \(wayOut)"
         }
-        if got < expected { out.removeSubrange(got...) }
-        return out
+        return nil
     }
 
     private static func le(_ b: [UInt8], _ at: Int, _ n: Int) -> UInt64 {
@@ -132,6 +129,7 @@ struct FileImage {
                 + "while writing, or a program that still has it open); if no program is writing it, "
                 + "`h5clear -s FILE` clears the mark")
         }
+        if let driver = multiFileDriver(b, sb: sb, version: version, baseAt: baseAt) { throw H5Problem(driver) }
         let storedBase = le(b, baseAt, 8)
         let eof = le(b, baseAt + 16, 8)
         // HDF5 compares the stored end-of-file address with the file's size (user block included).
@@ -140,6 +138,46 @@ struct FileImage {
             throw H5Problem("is truncated: its HDF5 superblock says it ends at byte \(eof), but it has \(b.count) bytes")
         }
         return (sb, version)
+    }
+
+    /// A file written with one of HDF5's multi-file drivers names it in its superblock: in the
+    /// driver information block (superblock 0/1) or in the superblock extension's driver info
+    /// message (2/3), as the 8-byte driver id "NCSAfami" (family) or "NCSAmult" (multi, split).
+    /// Such a file is one piece of a checkpoint spread over several files; without this check
+    /// a family member would be called truncated. Returns the refusal, or nil.
+    static func multiFileDriver(_ b: [UInt8], sb: Int, version: Int, baseAt: Int) -> String? {
+        let undefined = UInt64.max
+        var region: Range<Int>?
+        if version <= 1 {
+            let driverAddress = le(b, baseAt + 24, 8)          // driver information block
+            if driverAddress != undefined, driverAddress < UInt64(b.count) {
+                let at = sb + Int(driverAddress)
+                region = at..<min(b.count, at + 16)
+            }
+        } else {
+            let extensionAddress = le(b, baseAt + 8, 8)        // superblock extension object header
+            if extensionAddress != undefined, extensionAddress < UInt64(b.count) {
+                let at = sb + Int(extensionAddress)
+                region = at..<min(b.count, at + 1024)
+            }
+        }
+        guard let r = region, r.count >= 8 else { return nil }
+        let bytes = Array(b[r])
+        func has(_ id: String) -> Bool {
+            let pattern = Array(id.utf8)
+            return bytes.count >= 8 && (0...(bytes.count - 8)).contains { Array(bytes[$0..<($0 + 8)]) == pattern }
+        }
+        if has("NCSAfami") {
+            return "is one member of an HDF5 file family (written with HDF5's family driver): the checkpoint is "
+                + "spread over several files and this is only one of them; mlres reads single files: join the members "
+                + "with `h5repart -family_to_single NAME%d.h5 one.h5` (the member names with %d for their number)"
+        }
+        if has("NCSAmult") {
+            return "is one part of an HDF5 file written with the split or multi driver (metadata and raw data in "
+                + "separate files, e.g. NAME-m.h5 and NAME-r.h5); mlres reads single files: write it again with "
+                + "HDF5's default driver (h5py: no driver= argument)"
+        }
+        return nil
     }
 
     private nonisolated(unsafe) static var imageCounter = 0
@@ -168,9 +206,10 @@ struct FileImage {
             return "is marked open-for-write by an HDF5 writer that did not close it; if no program is writing it, `h5clear -s FILE` clears the mark (\(short))"
         }
         if text.contains("truncated") { return "is truncated (\(short))" }
-        if text.contains("version") {
-            return "uses an HDF5 format feature newer than HDF5 1.10 (this build) reads; write it with "
-                + "HDF5 1.10's format (h5py: libver=(\"earliest\", \"v110\")) (\(short))"
+        if let newer = H5.newerFormat(stack) { return "\(newer) (\(short))" }
+        if text.contains("family driver") || text.contains("multi driver") {
+            return "was written with one of HDF5's multi-file drivers; mlres reads single files: write it again with "
+                + "HDF5's default driver (\(short))"
         }
         return "cannot be opened as HDF5, the file is corrupt (\(short))"
     }

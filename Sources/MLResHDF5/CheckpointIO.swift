@@ -7,7 +7,12 @@ import MLResModel
 public struct CheckpointError: Error, CustomStringConvertible, Sendable {
     public var file: String
     public var message: String
-    public init(file: String, message: String) { self.file = file; self.message = message }
+    /// The cause may go away by itself (the file is locked by a program writing it): reading
+    /// it again later may succeed although the file did not change.
+    public var retryable: Bool
+    public init(file: String, message: String, retryable: Bool = false) {
+        self.file = file; self.message = message; self.retryable = retryable
+    }
     public var description: String { "\(file): \(message)" }
 }
 
@@ -91,7 +96,7 @@ public enum CheckpointIO {
                                     metadataChecksummed: r.metadataChecksummed,
                                     tensorCount: r.tensorCount, tensorBytes: r.tensorBytes)
         } catch let p as H5Problem {
-            throw CheckpointError(file: path, message: p.message)
+            throw CheckpointError(file: path, message: p.message, retryable: p.retryable)
         }
     }
 

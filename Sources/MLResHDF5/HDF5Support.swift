@@ -11,7 +11,9 @@ let hdf5Lock = NSRecursiveLock()
 /// A problem found while reading or writing; `message` already names the HDF5 path.
 struct H5Problem: Error, CustomStringConvertible {
     var message: String
-    init(_ message: String) { self.message = message }
+    /// The cause may go away by itself (a lock held by another program): try again later.
+    var retryable = false
+    init(_ message: String, retryable: Bool = false) { self.message = message; self.retryable = retryable }
     var description: String { message }
 }
 
@@ -49,11 +51,14 @@ enum H5 {
     }
 
     /// The error stack in one short phrase: the failing API call and the innermost cause.
+    /// When the stack shows a cause a user can act on (a format feature newer than this HDF5
+    /// reads), that cause comes first.
     static func reason() -> String {
         let s = errorStack()
         guard let first = s.first else { return "HDF5 gave no detail" }
-        if s.count == 1 { return "HDF5: \(first)" }
-        return "HDF5: \(first) <- \(s[s.count - 1])"
+        let short = s.count == 1 ? "HDF5: \(first)" : "HDF5: \(first) <- \(s[s.count - 1])"
+        if let newer = newerFormat(s) { return "\(newer); \(short)" }
+        return short
     }
 
     /// Throws `what` plus HDF5's reason when `id` is negative (a failed open/create).
@@ -66,6 +71,21 @@ enum H5 {
     /// Throws when a status code is negative.
     static func check(status: herr_t, _ what: @autoclosure () -> String) throws {
         if status < 0 { throw H5Problem("\(what()) (\(reason()))") }
+    }
+
+    /// HDF5 1.10 meets an object stored in a format version it does not know ("bad version
+    /// number for datatype message", "bad object header version number", ...) when the file was
+    /// written by a newer HDF5 asked for its newest format (h5py bundling HDF5 >= 1.12 with
+    /// libver="latest"). With checksummed metadata (object header v2) a corrupt version byte
+    /// fails its checksum first, so an unknown version with a good checksum is a newer writer.
+    static func newerFormat(_ stack: [String]) -> String? {
+        let text = stack.joined(separator: " ").lowercased()
+        guard text.contains("version") && (text.contains("bad") || text.contains("unsupported")
+                                           || text.contains("unknown") || text.contains("invalid")) else { return nil }
+        guard !text.contains("checksum") else { return nil }
+        return "the file stores an object in an HDF5 format version newer than HDF5 1.10 (this build) reads "
+            + "(written by a newer HDF5 with its newest format, e.g. h5py with libver=\"latest\"); write it with "
+            + "HDF5 1.10's format (h5py: libver=(\"earliest\", \"v110\"))"
     }
 }
 

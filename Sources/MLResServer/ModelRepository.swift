@@ -110,13 +110,22 @@ public final class ModelRepository: @unchecked Sendable {
     func checkpointPath(_ name: String) throws -> String {
         if let p = ModelRepository.nameProblem(name) { throw RepositoryError.badName(name, reason: p) }
         let path = directory + "/" + name + ".h5"
-        guard let real = realpath(path, nil) else { throw RepositoryError.notFound(name) }
+        /// What is wrong with something that exists at `p` but is not a readable regular file.
+        func unreadable(_ p: String) -> RepositoryError? {
+            var st = stat()
+            guard lstat(p, &st) == 0 else { return nil }
+            do { _ = try InputFile(path: p) } catch let f as InputFile.Failure {
+                return .loadFailed(name, message: "\(name).h5 \(f.reason)")
+            } catch {}
+            return nil
+        }
+        guard let real = realpath(path, nil) else { throw unreadable(path) ?? RepositoryError.notFound(name) }
         let resolved = String(cString: real)
         free(real)
         guard resolved.hasPrefix(directory + "/") else {
             throw RepositoryError.loadFailed(name, message: "\(name).h5 resolves outside the models folder")
         }
-        guard FileStamp(path: resolved) != nil else { throw RepositoryError.notFound(name) }
+        guard FileStamp(path: resolved) != nil else { throw unreadable(resolved) ?? RepositoryError.notFound(name) }
         return resolved
     }
 
@@ -241,7 +250,9 @@ public final class ModelRepository: @unchecked Sendable {
             guard let before = FileStamp(path: path) else { return fail(.notFound(name), stamp: nil) }
             let loaded: LoadedModel
             do { loaded = try loader(path, loaderOptions) } catch {
-                return fail(.loadFailed(name, message: "\(error)"), stamp: before)
+                // A lock held by a writer goes away without the file changing: let the poll retry.
+                let retryable = (error as? CheckpointError)?.retryable == true
+                return fail(.loadFailed(name, message: "\(error)"), stamp: retryable ? nil : before)
             }
             let stamp: FileStamp, sha: String
             if let id = loaded.fileIdentity, let digest = loaded.sha256 {

@@ -1,6 +1,6 @@
-import CZlib
 import HTTPTypes
 import Hummingbird
+import MLResData
 import MLResModel
 import NIOCore
 
@@ -36,7 +36,9 @@ enum RequestBody {
                 return try Inflate.decompress(raw, limit: limit)
             } catch Inflate.Failure.tooLarge {
                 throw HTTPFailure(413, "the \(encoding.rawValue) request body inflates to more than the limit of \(limit) bytes (--max-body-mb)")
-            } catch Inflate.Failure.corrupt(let detail) {
+            } catch let f as Inflate.Failure {
+                let detail: String
+                if case .corrupt(let d) = f { detail = d } else { detail = "the data ends before the end of the compressed stream" }
                 throw HTTPFailure(400, "Content-Encoding \(encoding.rawValue): the body is not valid \(encoding.rawValue) data (\(detail))",
                                   field: "Content-Encoding")
             }
@@ -71,53 +73,5 @@ enum ContentEncoding: String {
                               field: "Content-Encoding")
         }
         self = e
-    }
-}
-
-/// Bounded decompression of `gzip` (RFC 1952) and `deflate` (the zlib format of RFC 1950, which
-/// is what HTTP's `deflate` means and what Python's `zlib.compress` writes) through the system
-/// zlib. The output never grows past `limit`, so a small body that inflates to gigabytes (a
-/// "zip bomb") costs at most `limit` bytes of memory.
-enum Inflate {
-    enum Failure: Error {
-        case tooLarge
-        case corrupt(String)
-    }
-
-    static func decompress(_ input: [UInt8], limit: Int) throws -> [UInt8] {
-        var stream = z_stream()
-        // windowBits 15 + 32: a zlib or a gzip header, detected from the data.
-        guard inflateInit2_(&stream, 15 + 32, zlibVersion(), Int32(MemoryLayout<z_stream>.size)) == Z_OK else {
-            throw Failure.corrupt("zlib could not start")
-        }
-        defer { inflateEnd(&stream) }
-        var out = [UInt8]()
-        var chunk = [UInt8](repeating: 0, count: 1 << 16)
-        try input.withUnsafeBufferPointer { inBuf in
-            stream.next_in = UnsafeMutablePointer(mutating: inBuf.baseAddress)
-            stream.avail_in = UInt32(inBuf.count)
-            while true {
-                let (rc, produced) = chunk.withUnsafeMutableBufferPointer { outBuf -> (Int32, Int) in
-                    stream.next_out = outBuf.baseAddress
-                    stream.avail_out = UInt32(outBuf.count)
-                    let rc = inflate(&stream, Z_NO_FLUSH)
-                    return (rc, outBuf.count - Int(stream.avail_out))
-                }
-                if out.count + produced > limit { throw Failure.tooLarge }
-                out.append(contentsOf: chunk[..<produced])
-                switch rc {
-                case Z_STREAM_END:
-                    if stream.avail_in != 0 { throw Failure.corrupt("\(stream.avail_in) bytes after the end of the compressed data") }
-                    return
-                case Z_OK:
-                    continue
-                case Z_BUF_ERROR:
-                    throw Failure.corrupt("the data ends before the end of the compressed stream")
-                default:
-                    throw Failure.corrupt(stream.msg.map { String(cString: $0) } ?? "zlib error \(rc)")
-                }
-            }
-        }
-        return out
     }
 }

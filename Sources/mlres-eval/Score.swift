@@ -75,9 +75,8 @@ struct TestSetOptions: ParsableArguments {
 
 /// Reads a checkpoint and the SHA-256 of its bytes; failures become `error: FILE: ...`, exit 2.
 func loadCheckpoint(_ path: String) throws -> (Checkpoint, sha256: String) {
-    var isDir: ObjCBool = false
-    guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else { throw cliFailure("\(path): no such file") }
-    if isDir.boolValue { throw cliFailure("\(path): is a directory, not a checkpoint file") }
+    // CheckpointIO names every cause (no such file, a dangling link, a folder, a FIFO, a
+    // permission refused, a lock, ...) from the one open of the file.
     do {
         let loaded = try CheckpointIO.load(path: path)      // the digest of the bytes scored
         return (loaded.checkpoint, loaded.sha256)

@@ -101,12 +101,10 @@ struct Import: ParsableCommand {
         if !force && FileManager.default.fileExists(atPath: output) {
             throw surgeryFailure(output, "already exists (use --force to replace it)")
         }
-        var isDir: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: input, isDirectory: &isDir) else { throw surgeryFailure(input, "no such file") }
-        if isDir.boolValue { throw surgeryFailure(input, "is a directory, not a safetensors file") }
+        // One open, one read: the cause named if it cannot be read (a FIFO is refused at once).
         let bytes: [UInt8]
-        do { bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: input))) }
-        catch { throw surgeryFailure(input, "cannot read: \(error.localizedDescription)") }
+        do { bytes = try InputFile(path: input).readAll() }
+        catch let f as InputFile.Failure { throw surgeryFailure(input, f.reason) }
         // The digest of exactly the bytes that are parsed.
         let sha = FileDigest.sha256(Data(bytes))
         let checkpoint: Checkpoint

@@ -36,11 +36,8 @@ func surgeryFailure(_ file: String, _ message: String) -> ExitCode {
 /// Reads a checkpoint (and the SHA-256 of the very bytes read), turning every failure into
 /// `error: <file>: <message>` and exit 2.
 func readCheckpoint(_ path: String) throws -> LoadedCheckpoint {
-    var isDir: ObjCBool = false
-    guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
-        throw surgeryFailure(path, "no such file")
-    }
-    if isDir.boolValue { throw surgeryFailure(path, "is a directory, not a checkpoint file") }
+    // CheckpointIO names every cause (no such file, a dangling link, a folder, a FIFO, a
+    // permission refused, a lock, ...) from the one open of the file.
     do {
         return try CheckpointIO.load(path: path)
     } catch let e as CheckpointError {

@@ -133,16 +133,26 @@ struct ReplaceWhileServingTests {
         #expect(seen["A", default: 0] > 0 && seen["B", default: 0] > 0, "race not exercised: \(seen), \(swaps) replacements")
         #expect(versions.count >= 4, "the poll reloaded \(versions.count) versions")
 
-        // After the last replacement the poll settles on the file now at the path.
+        // After the last replacement the poll settles on the file now at the path (a load
+        // that read an earlier file may still be finishing: settled = the same version twice,
+        // 300 ms apart, serving the final file).
         let final = try sha256sum(live)
-        var served: String?
-        for _ in 0..<100 {
-            served = try await s.get("/v2/models/live").object["sha256"] as? String
-            if served == final { break }
-            try await Task.sleep(for: .milliseconds(50))
+        var served: String?, settled = false
+        var last = ""
+        for _ in 0..<40 {
+            let m = try await s.get("/v2/models/live").object
+            served = m["sha256"] as? String
+            let now = "\(m["version"] ?? "")"
+            if served == final && now == last { settled = true; break }
+            last = served == final ? now : ""
+            try await Task.sleep(for: .milliseconds(300))
         }
-        #expect(served == final)
-        _ = try checkServed(pair, metadata: try await s.get("/v2/models/live"), infer: try await inferTwo(s))
+        #expect(settled && served == final, "served \(served ?? "none"), the file now at the path \(final)")
+        let before = try await s.get("/v2/models/live")
+        let logits = try await inferTwo(s)
+        let after = try await s.get("/v2/models/live")
+        #expect(before.object["version"] as? String == after.object["version"] as? String)
+        _ = try checkServed(pair, metadata: before, infer: logits)
         let stats = try await s.get("/v2/models/live/stats")
         let failures = ((stats.object["model_stats"] as? [[String: Any]])?.first?["load_failures"] as? NSNumber)?.intValue
         #expect(failures == 0, "no poll reload failed: \(stats.text)")

@@ -75,3 +75,31 @@ public func scratchFolder(_ tag: String = "test") throws -> String {
     try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
     return dir
 }
+
+/// Runs any program to completion, capturing stdout and stderr through files; after `timeout`
+/// seconds it is killed (SIGKILL) and the run reports status -9 and "TIMED OUT" in stderr.
+public func runProgram(_ executable: String, _ args: [String], timeout: Double) throws -> ToolRun {
+    let tmp = FileManager.default.temporaryDirectory
+    let out = tmp.appendingPathComponent("mlres-run-\(UUID().uuidString).out").path
+    let err = tmp.appendingPathComponent("mlres-run-\(UUID().uuidString).err").path
+    defer { try? FileManager.default.removeItem(atPath: out); try? FileManager.default.removeItem(atPath: err) }
+    FileManager.default.createFile(atPath: out, contents: nil)
+    FileManager.default.createFile(atPath: err, contents: nil)
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: executable)
+    p.arguments = args
+    p.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: out))
+    p.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: err))
+    try p.run()
+    let deadline = Date().addingTimeInterval(timeout)
+    var timedOut = false
+    while p.isRunning {
+        if Date() > deadline { kill(p.processIdentifier, SIGKILL); timedOut = true; p.waitUntilExit(); break }
+        usleep(2000)
+    }
+    p.waitUntilExit()
+    let stderr = (try? String(contentsOfFile: err, encoding: .utf8)) ?? ""
+    return ToolRun(status: timedOut ? -9 : p.terminationStatus,
+                   stdout: (try? String(contentsOfFile: out, encoding: .utf8)) ?? "",
+                   stderr: timedOut ? "TIMED OUT after \(timeout) s\n" + stderr : stderr)
+}

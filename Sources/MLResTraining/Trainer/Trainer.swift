@@ -181,10 +181,10 @@ public final class Trainer {
     private static func readCheckpointToResume(_ path: String?) throws -> Checkpoint? {
         guard let path else { return nil }
         var isDir: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
-            throw TrainError("--resume \(path): no such file")
-        }
-        if isDir.boolValue {
+        var st = stat()
+        guard lstat(path, &st) == 0 else { throw TrainError("--resume \(path): no such file") }
+        // Anything else that exists (a dangling link, a FIFO, a locked file...) is named by the reader.
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDir), isDir.boolValue {
             throw TrainError("--resume \(path): is a folder; give the checkpoint file, e.g. \(path)/last.h5")
         }
         return try CheckpointIO.read(path: path)
