@@ -4,20 +4,23 @@
 # under a 30 s timeout. An accepted mutant is compared with the source by `mlres-surgery diff`
 # (tensors, h) and `inspect --json` (every string and number); counts per class go to stdout:
 # refused (exit 2), accepted unchanged, ACCEPTED BUT WRONG, CRASH (signal), HANG (timeout).
-#   bash scripts/fuzz-checkpoints.sh [PER_CLASS=800] [SEED=1]     # 13 classes x PER_CLASS mutants
+#   bash scripts/fuzz-checkpoints.sh [PER_CLASS=800] [SEED=1] [CLASSES=all]   # 13 classes x PER_CLASS mutants
+# Unexpected outcomes are listed in full and their files copied to $KEEP (default out/fuzz-unexpected).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PER=${1:-800}; SEED=${2:-1}
+PER=${1:-800}; SEED=${2:-1}; CLASSES=${3:-}
+KEEP=${KEEP:-$PWD/out/fuzz-unexpected}
 BIN=${BIN:-$PWD/.build/release}
 [ -x "$BIN/mlres-surgery" ] || swift build -c release >/dev/null
 W=$(mktemp -d /tmp/mlres-fuzz.XXXX); trap 'rm -rf "$W"' EXIT
 "$BIN/mlres-train" init --blocks 1-1-1 --widths 4,8,16 -o "$W/src.h5" >/dev/null
 t0=$(date +%s)
-python3 scripts/make_hostile_checkpoints.py "$W/src.h5" "$W/m" --per-class "$PER" --seed "$SEED" --members 3000
+python3 scripts/make_hostile_checkpoints.py "$W/src.h5" "$W/m" --per-class "$PER" --seed "$SEED" --members 3000 \
+    ${CLASSES:+--classes "$CLASSES"}
 echo "generated $(wc -l < "$W/m/manifest.jsonl") mutants in $(( $(date +%s) - t0 )) s" >&2
-python3 - "$BIN" "$W" <<'PY'
-import collections, concurrent.futures as cf, json, os, subprocess, sys, time
-BIN, W = sys.argv[1], sys.argv[2]
+python3 - "$BIN" "$W" "$KEEP" <<'PY'
+import collections, concurrent.futures as cf, json, os, shutil, subprocess, sys, time
+BIN, W, KEEP = sys.argv[1], sys.argv[2], sys.argv[3]
 def run(*args, timeout=30):
     try:
         p = subprocess.run([f"{BIN}/mlres-surgery", *args], capture_output=True, text=True, timeout=timeout)
@@ -54,6 +57,9 @@ for cls in counts:
     c = counts[cls]; total.update(c)
     print(f"| {cls} | {sum(c.values())} | " + " | ".join(str(c[k]) for k in cols) + f" | {worst[cls]:.2f} |")
 print(f"| all | {sum(total.values())} | " + " | ".join(str(total[k]) for k in cols) + " | |")
-for e, outcome, msg in bad[:20]: print("UNEXPECTED", e, outcome, msg.strip()[:200])
+for e, outcome, msg in bad:
+    print("UNEXPECTED", e, outcome, msg.strip()[:200])
+    os.makedirs(KEEP, exist_ok=True); shutil.copy(f"{W}/m/{e['file']}", KEEP)
+if bad: shutil.copy(f"{W}/src.h5", KEEP); print(f"unexpected mutants and their source copied to {KEEP}")
 sys.exit(1 if bad else 0)
 PY

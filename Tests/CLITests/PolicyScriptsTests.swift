@@ -71,13 +71,39 @@ func jumpsScript() throws {
     #expect(kept[1].count == 4 && kept[1][0] == 1 && abs(kept[1].reduce(0, +) - 2) < 1e-12)
 }
 
-@Test("scripts/jumps.sh and reproduce.sh refuse bad arguments with exit 64 before any work")
+@Test("scripts/coarsen.sh: keep/average coarsening ± recalibration, scored; drop-k beside it")
+func coarsenScript() throws {
+    let dir = try scratchFolder("coarsen")
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let net = networkWithBNStatistics(Architecture(blocks: [2, 2], widths: [4, 8], inputShape: [1, 28, 28]),
+                                      seed: 6, inputMean: [0.3], inputStd: [0.35])
+    let ck = dir + "/final.h5"
+    try CheckpointIO.write(Checkpoint(network: net), to: ck)
+    let out = dir + "/out"
+    let r = try script("coarsen.sh", [ck, "--dataset", "fashion-mnist", "--data-dir", fashion, "--batches", "1",
+                                      "--batch-size", "8", "--threads", "1", "--levels", "1", "--seeds", "1", "--out", out])
+    #expect(r.status == 0, "\(r.stderr)")
+    #expect(r.stdout.contains("| keep-1 | 1-1 |") && r.stdout.contains("| average-1 | 1-1 |"), "\(r.stdout)")
+    // keep-1 is exactly `mlres-surgery coarsen --merge keep` (stage 1: block 0 changes shape, so the pair keeps its parameters).
+    let f = dir + "/keep.h5"
+    #expect(try runTool("mlres-surgery", ["coarsen", ck, "--merge", "keep", "-o", f]).status == 0)
+    #expect(try CheckpointIO.read(path: out + "/keep-1.h5").network == (try CheckpointIO.read(path: f).network))
+    let keepScore = try Data(contentsOf: URL(fileURLWithPath: out + "/keep-1.score.json"))
+    let doc = try JSONSerialization.jsonObject(with: keepScore) as? [String: Any]
+    #expect((doc?["results"] as? [[String: Any]])?.first?["error"] as? Double == (try scoreError(f)))
+    #expect(FileManager.default.fileExists(atPath: out + "/drop-k.json"))
+}
+
+@Test("scripts/jumps.sh, coarsen.sh and reproduce.sh refuse bad arguments with exit 64 before any work")
 func policyScriptArguments() throws {
     for (name, args, needle) in [
         ("jumps.sh", ["--dataset", "fashion-mnist"], "at least one checkpoint"),
         ("jumps.sh", ["x.h5"], "--dataset is required"),
         ("jumps.sh", ["x.h5", "--dataset", "fashion-mnist", "--policies", "paper,halfway"], "unknown policy 'halfway'"),
         ("jumps.sh", ["x.h5", "--dataset", "fashion-mnist", "--frobnicate"], "unknown option"),
+        ("coarsen.sh", ["--dataset", "fashion-mnist"], "give the checkpoint"),
+        ("coarsen.sh", ["a.h5", "b.h5", "--dataset", "fashion-mnist"], "one FINAL_CKPT only"),
+        ("coarsen.sh", ["a.h5", "--dataset", "fashion-mnist", "--levels", "0"], "positive integers"),
         ("reproduce.sh", ["--policies", "paper,halfway"], "unknown policy 'halfway'"),
         ("reproduce.sh", ["--recalibrate-bn", "0"], "--recalibrate-bn must be a positive integer"),
         ("reproduce.sh", ["--recalibrate-bn", "x1"], "--recalibrate-bn must be a positive integer"),

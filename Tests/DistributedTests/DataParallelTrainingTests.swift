@@ -125,6 +125,28 @@ struct DataParallelTrainingTests {
         #expect(try CheckpointIO.read(path: dir + "/r1/last.h5").network.blocksDescription == "2-2")
     }
 
+    @Test("--recalibrate-bn 2 with 2 ranks --sync-bn = 1 process (float-sum order aside): each rank recalibrates on its slice, global batch statistics; ranks agree")
+    func recalibrationAcrossRanks() throws {
+        let dir = try scratchFolder()
+        let recal = twoEpochs + ["--recalibrate-bn", "2"]
+        let job = try train(recal + ["--threads", "1", "--sync-bn", "--out", dir + "/s2"], ranks: 2, logs: dir)
+        try train(recal + ["--threads", "1", "--out", dir + "/p1"], ranks: nil, logs: dir)
+        try train(recal + ["--threads", "2", "--out", dir + "/p2"], ranks: nil, logs: dir)
+        let s2 = try tensors(dir + "/s2/last.h5"), p1 = try tensors(dir + "/p1/last.h5"), p2 = try tensors(dir + "/p2/last.h5")
+        try expectSameStep(s2, p1, floor: p2, what: "2 ranks --sync-bn --recalibrate-bn vs 1 process")
+        let d = digests(job.stderr)
+        #expect(d.count == 2 && d[0] == d[1], "\(job.stderr)")
+        let ck = try CheckpointIO.read(path: dir + "/s2/last.h5")
+        #expect(ck.lineage.map(\.op) == ["init", "train", "interpolate", "recalibrate", "train"])
+        let jump = ((try? String(contentsOfFile: dir + "/s2/metrics.jsonl", encoding: .utf8)) ?? "")
+            .split(separator: "\n").filter { $0.contains("\"type\":\"interpolate\"") }
+        #expect(jump.count == 1 && jump.allSatisfy { $0.contains("\"test_error_recalibrated\"") && $0.contains("\"recalibrate_bn\":2") })
+        // Recalibration changed the trajectory (the comparison above is not of two plain runs).
+        try train(twoEpochs + ["--threads", "1", "--out", dir + "/plain"], ranks: nil, logs: dir)
+        let plain = try tensors(dir + "/plain/last.h5")
+        #expect(plain["model/stages/1/blocks/1/bn1/running_var"] != p1["model/stages/1/blocks/1/bn1/running_var"])
+    }
+
     @Test("Without --sync-bn: the run trains, both ranks end with bit-identical weights, those rank 0 wrote")
     func ranksHoldIdenticalWeights() throws {
         let dir = try scratchFolder()

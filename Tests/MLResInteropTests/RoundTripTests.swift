@@ -73,11 +73,13 @@ import MLResTestSupport
     let fixtures = root + "/fixtures/interop"
     let cifar = root + "/fixtures/datasets/cifar10"
 
-    func scoreEqualsTorch(_ ckpt: String, in dir: String) throws {
+    /// Scores `ckpt` with mlres on the 20 CIFAR-10 fixture images and compares its logits with
+    /// PyTorch's (`reference`, a fixture of scripts/make_interop_fixtures.py).
+    func scoreEqualsTorch(_ ckpt: String, in dir: String, reference: String = "ref-logits.npy") throws {
         let logits = dir + "/mlres.npy"
         let score = try eval("score", ckpt, "--dataset", "cifar10", "--data-dir", cifar, "--save-logits", logits, "--threads", "1")
         try #require(score.status == 0, "\(score.stderr)")
-        let r = try python("compare_logits.py", [fixtures + "/ref-logits.npy", logits])
+        let r = try python("compare_logits.py", [fixtures + "/" + reference, logits])
         #expect(r.number("images") == 20, "\(r.stdout)")
         #expect(r.number("rel_diff") <= 1e-4, "mlres vs PyTorch: \(r.stdout)")
         #expect(r.number("class_agree") == 20, "\(r.stdout)")
@@ -134,14 +136,7 @@ import MLResTestSupport
         try #require(same.status == 0, "\(same.stdout)\(same.stderr)")
         #expect(same.number("tensors") == 80 && same.number("tensors_differ") == 0, "\(same.stdout)")
         #expect(same.stdout.contains("\"metadata_differ\": []"), "\(same.stdout)")
-        let logits = dir + "/mlres.npy"
-        let score = try eval("score", h5, "--dataset", "cifar10", "--data-dir", cifar, "--save-logits", logits, "--threads", "1")
-        try #require(score.status == 0, "\(score.stderr)")
-        let r = try python("compare_logits.py", [fixtures + "/mlres-net.torch-logits.npy", logits])
-        #expect(r.number("images") == 20, "\(r.stdout)")
-        #expect(r.number("rel_diff") <= 1e-4, "PyTorch vs mlres: \(r.stdout)")
-        #expect(r.number("class_agree") == 20, "\(r.stdout)")
-        #expect(r.number("max_abs_logit") > 0.1)
+        try scoreEqualsTorch(h5, in: dir, reference: "mlres-net.torch-logits.npy")
     }
 
     @Test("pt_to_safetensors.py refuses a pickle that names a global other than tensors and containers, running nothing")
