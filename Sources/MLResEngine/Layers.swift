@@ -58,9 +58,13 @@ final class Conv3x3 {
     private var bwdWeights: BoundPrimitive?
     /// Weight preparations for the forward and backward-data kernels (layout + scale).
     private var preps: [WeightPrep] = []
+    /// Layout conversions run before the backward-weights kernel (plain copies of x and dy).
+    private var beforeWeights: [BoundPrimitive] = []
     private var afterWeights: [BoundPrimitive] = []
     /// The implementation oneDNN chose for the forward pass.
     let implementation: String
+    /// The implementation oneDNN chose for the weight gradient (nil: inference).
+    private(set) var backwardWeightsImplementation: String?
 
     static let strides: (Int) -> [Int64] = { [Int64($0), Int64($0)] }
     static let padding: [Int64] = [1, 1]
@@ -172,8 +176,28 @@ final class Conv3x3 {
             gW = try Mem(wpd.md(dnnl_query_diff_weights_md))
             afterWeights.append(try makeReorder(from: gW, to: weight.grad))
         }
-        bwdWeights = try BoundPrimitive(wpd, [(Int32(MLRES_ARG_SRC), x), (Int32(MLRES_ARG_DIFF_DST), dy),
-                                              (Int32(MLRES_ARG_DIFF_WEIGHTS), gW)])
+        var (wX, wDy, bwdPD) = (x, dy, wpd)
+        if wpd.isReference {
+            // oneDNN 2.6 on AVX2 has no JIT backward-weights kernel for a plain few-channel source
+            // with a blocked (nChw8c) dy: the 1-channel stem of Fashion-MNIST fell to `ref:any`,
+            // 946 of the 1241 ms of a 1-thread 2-2-2 training step. Its GEMM kernel takes plain
+            // NCHW, so x and dy are copied to NCHW first (100x16x28x28 floats for that stem).
+            let plainX = try Mem(dims: dims4(x.md), tag: dnnl_abcd, type: x.md.data_type)
+            let plainDy = try Mem(dims: dims4(dy.md), tag: dnnl_abcd, type: dy.md.data_type)
+            var pxmd = plainX.md, pdymd = plainDy.md, anyw = try makeMD(weight.shape, dnnl_format_tag_any)
+            try check(dnnl_convolution_backward_weights_desc_init(&wd, dnnl_convolution_direct, &pxmd, &anyw, nil, &pdymd, s, p, p),
+                      "convolution_backward_weights_desc_init")
+            if let pd = try? PrimitiveDesc.create(&wd, hint: fpd, name: "conv backward weights (plain)"), !pd.isReference {
+                beforeWeights = [try makeReorder(from: x, to: plainX), try makeReorder(from: dy, to: plainDy)]
+                (wX, wDy, bwdPD) = (plainX, plainDy, pd)
+                let plainGW = try Mem(pd.md(dnnl_query_diff_weights_md))
+                afterWeights = [try makeReorder(from: plainGW, to: weight.grad)]
+                gW = plainGW
+            }
+        }
+        backwardWeightsImplementation = bwdPD.implementation
+        bwdWeights = try BoundPrimitive(bwdPD, [(Int32(MLRES_ARG_SRC), wX), (Int32(MLRES_ARG_DIFF_DST), wDy),
+                                                (Int32(MLRES_ARG_DIFF_WEIGHTS), gW)])
     }
 
     /// Refreshes the scaled/reordered weight copies from the stored weights.
@@ -184,9 +208,15 @@ final class Conv3x3 {
     /// Writes dx (if planned) and the weight gradient (overwritten, not accumulated).
     func backward() {
         bwdData?.run()
+        for r in beforeWeights { r.run() }
         bwdWeights?.run()
         for r in afterWeights { r.run() }
     }
+}
+
+/// The four logical dimensions (N, C, H, W) of an activation descriptor.
+private func dims4(_ md: dnnl_memory_desc_t) -> [Int] {
+    [Int(md.dims.0), Int(md.dims.1), Int(md.dims.2), Int(md.dims.3)]
 }
 
 /// dst = x + y elementwise (oneDNN `binary` add): the backward of the residual sum,

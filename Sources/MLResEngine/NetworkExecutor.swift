@@ -355,6 +355,13 @@ public final class NetworkExecutor {
         let p = try plan(batch: batchSize, mode: .train)
         return [p.stem.implementation] + p.blocks.flatMap { [$0.conv1.implementation, $0.conv2.implementation] }
     }
+
+    /// oneDNN's implementation names for the training plan's weight gradients, stem first
+    /// (diagnostics; "ref:any" would be oneDNN's slow reference kernel).
+    public func backwardWeightsImplementations() throws -> [String] {
+        let p = try plan(batch: batchSize, mode: .train)
+        return ([p.stem] + p.blocks.flatMap { [$0.conv1, $0.conv2] }).map { $0.backwardWeightsImplementation ?? "none" }
+    }
 }
 
 /// An activation (NHWC or blocked, f32 or bf16) copied out as an f32 NCHW tensor.
