@@ -34,7 +34,7 @@ while [ $# -gt 0 ]; do
     --debug) CONFIG=debug; shift ;;
     --no-build) BUILD=0; shift ;;
     --no-overload) OVERLOAD=0; shift ;;
-    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    -h|--help) . "$(dirname "$0")/lib.sh"; script_help "$0"; exit 0 ;;
     *) echo "bench-server: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done

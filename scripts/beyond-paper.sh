@@ -11,11 +11,13 @@
 #                           [--test-subset N] [--seeds N] [--threads N] [--out DIR]
 #
 # RUN_DIR is an mlres-train run folder of a multi-level run (last.h5 = 8-8-8, cycle-0.h5 = the
-# first cycle's 2-2-2). Prints Markdown tables (also OUT/beyond-paper.md). MLRES_BIN: a folder
+# first cycle's 2-2-2). Prints Markdown tables (also OUT/beyond-paper.md) and draws
+# OUT/lesion-recalibrated.png and OUT/error_speed.png. MLRES_BIN: a folder
 # holding built mlres-train, mlres-surgery and mlres-eval (default: swift build -c release).
 # Exit status: 0 done; 64 bad arguments; otherwise the failing tool's status.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 run="" dataset="" data_dir="" batches=20 train_subset="" test_subset="" seeds=3 threads=2 out=""
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -27,7 +29,7 @@ while [ $# -gt 0 ]; do
         --seeds) seeds=$2; shift 2 ;;
         --threads) threads=$2; shift 2 ;;
         --out) out=$2; shift 2 ;;
-        -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+        -h|--help) script_help "$0"; exit 0 ;;
         -*) echo "beyond-paper.sh: unknown option '$1' (see --help)" >&2; exit 64 ;;
         *) [ -z "$run" ] || { echo "beyond-paper.sh: one RUN_DIR only (got '$run' and '$1')" >&2; exit 64; }; run=$1; shift ;;
     esac
@@ -38,10 +40,7 @@ for f in "$run/last.h5" "$run/cycle-0.h5"; do
 done
 out=${out:-$run/beyond-paper}
 mkdir -p "$out"
-if [ -z "${MLRES_BIN:-}" ]; then
-    swift build -c release >/dev/null
-fi
-BIN=${MLRES_BIN:-$(swift build -c release --show-bin-path)}
+mlres_bin beyond-paper mlres-train mlres-surgery mlres-eval
 
 data=(--dataset "$dataset" --threads "$threads")
 [ -n "$data_dir" ] && data+=(--data-dir "$data_dir")
@@ -88,3 +87,8 @@ print(f"Mean Δ over all {len(rows)} lesions: {100 * statistics.mean(r['delta_er
 with open(os.path.join(out, "coarsen", "coarsen.md"), encoding="utf-8") as f:
     print(f.read())
 EOF
+
+# Figures: the lesion curve plain and recalibrated; test error against inference speed of the
+# recalibrated coarsened networks, the final model and the compared checkpoints.
+python3 scripts/plot.py lesion "$out/lesion-single.json" -o "$out/lesion-recalibrated.png" >&2
+python3 scripts/plot.py error-speed "$out"/coarsen/*.bn.score.json -o "$out/error_speed.png" >&2

@@ -17,6 +17,7 @@
 # otherwise the failing tool's status (e.g. 2: a stage with an odd number of blocks).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 final="" dataset="" data_dir="" batches=100 batch_size="" levels=2 seeds=5 train_subset="" test_subset="" threads=2
 compare=() out=""
 while [ $# -gt 0 ]; do
@@ -32,7 +33,7 @@ while [ $# -gt 0 ]; do
         --threads) threads=$2; shift 2 ;;
         --compare) compare+=("$2"); shift 2 ;;
         --out) out=$2; shift 2 ;;
-        -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+        -h|--help) script_help "$0"; exit 0 ;;
         -*) echo "coarsen.sh: unknown option '$1' (see --help)" >&2; exit 64 ;;
         *) [ -z "$final" ] || { echo "coarsen.sh: one FINAL_CKPT only (got '$final' and '$1')" >&2; exit 64; }
            final=$1; shift ;;
@@ -45,11 +46,7 @@ for v in "$levels" "$seeds" "$batches"; do
 done
 out=${out:-out/coarsen}
 mkdir -p "$out"
-if [ -z "${MLRES_BIN:-}" ]; then
-    echo "coarsen: building (release)" >&2
-    for t in mlres-train mlres-surgery mlres-eval; do swift build -c release --product $t >/dev/null; done
-fi
-BIN=${MLRES_BIN:-$(swift build -c release --show-bin-path)}
+mlres_bin coarsen mlres-train mlres-surgery mlres-eval
 
 data=(--dataset "$dataset")
 [ -n "$data_dir" ] && data+=(--data-dir "$data_dir")

@@ -23,6 +23,7 @@
 # Exit status: 0 done; 64 bad arguments; otherwise the failing tool's status.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 ckpts=() dataset="" data_dir="" batches=100 batch_size="" seed=0 train_subset="" test_subset="" threads=2
 policies=paper,preserve,identity,preserve-identity out=""
 while [ $# -gt 0 ]; do
@@ -37,7 +38,7 @@ while [ $# -gt 0 ]; do
         --threads) threads=$2; shift 2 ;;
         --policies) policies=$2; shift 2 ;;
         --out) out=$2; shift 2 ;;
-        -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+        -h|--help) script_help "$0"; exit 0 ;;
         -*) echo "jumps.sh: unknown option '$1' (see --help)" >&2; exit 64 ;;
         *) ckpts+=("$1"); shift ;;
     esac
@@ -51,11 +52,7 @@ for p in ${policies//,/ }; do
 done
 out=${out:-out/jumps}
 mkdir -p "$out"
-if [ -z "${MLRES_BIN:-}" ]; then
-    echo "jumps: building (release)" >&2
-    for t in mlres-train mlres-surgery mlres-eval; do swift build -c release --product $t >/dev/null; done
-fi
-BIN=${MLRES_BIN:-$(swift build -c release --show-bin-path)}
+mlres_bin jumps mlres-train mlres-surgery mlres-eval
 
 data=(--dataset "$dataset")
 [ -n "$data_dir" ] && data+=(--data-dir "$data_dir")

@@ -14,6 +14,16 @@
     python3 scripts/plot.py curves metrics.jsonl [--title T] -o curves.png
         train/test loss and error per epoch; vertical lines at the interpolation epochs (where
         "blocks" changes), labelled with the new blocks.
+    python3 scripts/plot.py jumps SUMMARY.json -o jumps.png
+        the jump of test error at each interpolation per policy, as is and after BN
+        recalibration (mean, std error bars over seeds), from scripts/jumps_summary.py --json;
+        the issue 17 target (1 point) as a line.
+    python3 scripts/plot.py error-speed SCORE.json [SCORE.json ...] -o error_speed.png
+        test error against inference images/s, one labelled point per mlres-eval score --json
+        file (e.g. the coarsened networks of scripts/coarsen.sh).
+
+A single-block lesion file made with `mlres-eval lesion --recalibrate-bn N` is drawn with a second
+bar per block: the error after BN recalibration.
 
 Inputs are validated: a file that is not the expected JSON gives `plot.py: FILE: reason` and
 exit status 2. Needs matplotlib (scripts/requirements.txt); no display is used (Agg backend).
@@ -83,7 +93,16 @@ def plot_lesion(paths, out):
         if mode == "single":
             xs = list(range(len(rows)))
             errs = [100 * r["error"] if r["error"] is not None else float("nan") for r in rows]
-            bars = ax.bar(xs, errs, color="tab:blue")
+            recal = "intact_error_recalibrated" in doc
+            width = 0.42 if recal else 0.8
+            bars = ax.bar([x - width / 2 if recal else x for x in xs], errs, width=width, color="tab:blue",
+                          label="as is" if recal else None)
+            if recal:
+                rec = [100 * r["error_recalibrated"] if r.get("error_recalibrated") is not None else float("nan")
+                       for r in rows]
+                ax.bar([x + width / 2 for x in xs], rec, width=width, color="tab:cyan", label="BN recalibrated")
+                ax.axhline(100 * doc["intact_error_recalibrated"], color="tab:cyan", ls=":", lw=1,
+                           label=f'intact, recalibrated {100 * doc["intact_error_recalibrated"]:.2f}%')
             for b, r in zip(bars, rows):
                 if "h=0" in r["actions"]:
                     b.set_facecolor("tab:orange")
@@ -116,7 +135,7 @@ def plot_lesion(paths, out):
             raise InputError(f"unknown lesion mode {mode!r}")
         ax.axhline(intact, color="black", ls=":", lw=1, label=f"intact {intact:.2f}%")
         ax.set_ylabel("test error (%)")
-        ax.legend(loc="lower left", fontsize=8)
+        ax.legend(loc="upper left" if "intact_error_recalibrated" in doc else "lower left", fontsize=7)
         ax.set_title(f"{ax.get_title()}: {short(doc)}", fontsize=9)
     fig.tight_layout()
     save(fig, out)
@@ -267,11 +286,69 @@ def plot_curves(path, out, title=None):
     save(fig, out)
 
 
+# ---------------------------------------------------------------- jumps (issue 17)
+def plot_jumps(path, out):
+    try:
+        with open(path, encoding="utf-8") as f:
+            doc = json.load(f)
+    except (OSError, ValueError) as e:
+        raise InputError(f"{path}: cannot read a JSON summary: {e}")
+    if not isinstance(doc, list) or not doc or not all(isinstance(e, dict) and "policies" in e for e in doc):
+        raise InputError(f"{path}: expected the list that scripts/jumps_summary.py --json writes")
+    fig, axes = plt.subplots(1, len(doc), figsize=(4.8 * len(doc), 3.8), squeeze=False)
+
+    def mean_std(xs):
+        xs = [100 * x for x in xs]
+        m = sum(xs) / len(xs)
+        sd = (sum((x - m) ** 2 for x in xs) / (len(xs) - 1)) ** 0.5 if len(xs) > 1 else 0.0
+        return m, sd
+
+    for ax, e in zip(axes[0], doc):
+        pols = [r["policy"] for r in e["policies"]]
+        xs = list(range(len(pols)))
+        plain = [mean_std(r["jump"]) for r in e["policies"]]
+        recal = [mean_std(r["jump_recalibrated"]) for r in e["policies"]]
+        ax.bar([x - 0.2 for x in xs], [m for m, _ in plain], 0.4, yerr=[s for _, s in plain], capsize=3,
+               color="tab:blue", label="as is")
+        ax.bar([x + 0.2 for x in xs], [m for m, _ in recal], 0.4, yerr=[s for _, s in recal], capsize=3,
+               color="tab:cyan", label="BN recalibrated")
+        ax.axhline(1.0, color="tab:red", ls="--", lw=1, label="target: 1 point")
+        ax.axhline(0.0, color="black", lw=0.6)
+        ax.set_xticks(xs)
+        ax.set_xticklabels(pols, fontsize=8)
+        ax.set_ylabel("test error jump (points)")
+        ax.set_title(f'{e["blocks"]} → interpolated ({e["seeds"]} seeds, mean ± std)', fontsize=9)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    save(fig, out)
+
+
+# ---------------------------------------------------------------- error vs speed (issue 17)
+def plot_error_speed(paths, out):
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for p in paths:
+        doc = load_json(p, ["results"])
+        for r in doc["results"]:
+            if r.get("images_per_s") is None or r.get("error") is None:
+                raise InputError(f"{p}: a result without error or images_per_s (is it mlres-eval score --json?)")
+            name = os.path.basename(r.get("checkpoint", p))
+            ax.scatter(r["images_per_s"], 100 * r["error"], color="tab:blue")
+            ax.annotate(f'{name[:-3] if name.endswith(".h5") else name} ({r.get("blocks", "?")})',
+                        (r["images_per_s"], 100 * r["error"]), fontsize=7, xytext=(4, 3), textcoords="offset points")
+    ax.margins(x=0.3, y=0.1)
+    ax.set_xlabel("inference images/s (mlres-eval score)")
+    ax.set_ylabel("test error (%)")
+    ax.set_title("test error against inference speed", fontsize=9)
+    fig.tight_layout()
+    save(fig, out)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
-    for name, many in [("lesion", True), ("norms", False), ("gamma", True), ("f-vs-t", True), ("curves", False)]:
+    for name, many in [("lesion", True), ("norms", False), ("gamma", True), ("f-vs-t", True), ("curves", False),
+                       ("jumps", False), ("error-speed", True)]:
         s = sub.add_parser(name)
         s.add_argument("inputs", nargs="+" if many else 1)
         s.add_argument("-o", "--output", required=True, help="PNG to write")
@@ -287,6 +364,10 @@ def main(argv=None):
             plot_gamma(a.inputs, a.output)
         elif a.cmd == "f-vs-t":
             plot_f_vs_t(a.inputs, a.output)
+        elif a.cmd == "jumps":
+            plot_jumps(a.inputs[0], a.output)
+        elif a.cmd == "error-speed":
+            plot_error_speed(a.inputs, a.output)
         else:
             plot_curves(a.inputs[0], a.output, a.title)
     except InputError as e:

@@ -30,6 +30,7 @@
 # Environment overrides: TRAIN_SUBSET, TEST_SUBSET, EPOCHS, AT (e.g. 6,11), WIDTHS, BATCH.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 dataset=fashion-mnist data_dir="" scale=quick seeds=1 threads=2 out="" policies="" recal="" analysis=1 only=""
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -43,7 +44,7 @@ while [ $# -gt 0 ]; do
         --recalibrate-bn) recal=$2; shift 2 ;;
         --only) only=$2; shift 2 ;;
         --no-analysis) analysis=0; shift ;;
-        -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
+        -h|--help) script_help "$0"; exit 0 ;;
         *) echo "reproduce.sh: unknown argument '$1' (see --help)" >&2; exit 64 ;;
     esac
 done
@@ -70,12 +71,8 @@ WIDTHS=${WIDTHS:-16,32,64}
 out=${out:-out/reproduce-$dataset-$scale}
 mkdir -p "$out"
 
-if [ -z "${MLRES_BIN:-}" ]; then   # MLRES_BIN: a folder holding built mlres-train and mlres-eval
-    echo "reproduce: building (release)" >&2
-    swift build -c release --product mlres-train >/dev/null
-    swift build -c release --product mlres-eval >/dev/null
-fi
-BIN=${MLRES_BIN:-$(swift build -c release --show-bin-path)}
+# MLRES_BIN: a folder holding built mlres-train and mlres-eval
+mlres_bin reproduce mlres-train mlres-eval
 
 common=(--dataset "$dataset" --epochs "$EPOCHS" --widths "$WIDTHS" --threads "$threads" --log-format json)
 [ -n "$data_dir" ] && common+=(--data-dir "$data_dir")

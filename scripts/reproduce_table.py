@@ -75,11 +75,12 @@ def jumps(path):
     return out
 
 
-def fmt(xs, scale=1.0, digits=2):
+def fmt(xs, scale=1.0, digits=2, signed=False):
     xs = [x * scale for x in xs]
+    sign = "+" if signed else ""
     if len(xs) == 1:
-        return f"{xs[0]:.{digits}f}"
-    return f"{statistics.mean(xs):.{digits}f} ± {statistics.stdev(xs):.{digits}f}"
+        return f"{xs[0]:{sign}.{digits}f}"
+    return f"{statistics.mean(xs):{sign}.{digits}f} ± {statistics.stdev(xs):.{digits}f}"
 
 
 def main():
@@ -146,6 +147,25 @@ def main():
                 if key.startswith("multilevel-"):
                     g = statistics.mean(rows[key][0]) - statistics.mean(lc[0])
                     print(f"{name} minus last-cycle: {100 * g:+.2f} points.")
+            # Paired by seed (same seed = same initialisation and data order): the difference
+            # of each variant to the paper's rule and to the last-cycle model, seed by seed.
+            print("\nPaired by seed (mean ± std of the per-seed differences, test error points; "
+                  "time saved against the last-cycle model of the same seed):\n")
+            print("| model | minus multi-level (paper's rule) | minus last-cycle | time saved vs last-cycle (training) | (whole process) |")
+            print("|---|---|---|---|---|")
+            for key, name in models:
+                if not key.startswith("multilevel"):
+                    continue
+                v = rows[key]
+                if len(v[0]) != len(ml[0]) or len(v[0]) != len(lc[0]):
+                    print(f"| {name} | (other seeds than the baselines) | | | |")
+                    continue
+                d_ml = [x - y for x, y in zip(v[0], ml[0])]
+                d_lc = [x - y for x, y in zip(v[0], lc[0])]
+                st = [1 - x / y for x, y in zip(v[1], lc[1])]
+                sp = [1 - x / y for x, y in zip(v[2], lc[2])]
+                print(f"| {name} | {'—' if key == 'multilevel' else fmt(d_ml, 100, signed=True)} | "
+                      f"{fmt(d_lc, 100, signed=True)} | {fmt(st, 100, 1)}% | {fmt(sp, 100, 1)}% |")
     # The jump at each interpolation (test error before / right after / after recalibration).
     print()
     print("Jump at each interpolation (test error %, mean ± std over seeds; \"before\" is the last "

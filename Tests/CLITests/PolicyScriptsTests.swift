@@ -71,6 +71,52 @@ func jumpsScript() throws {
     #expect(kept[1].count == 4 && kept[1][0] == 1 && abs(kept[1].reduce(0, +) - 2) < 1e-12)
 }
 
+@Test("scripts/jumps_summary.py: mean ± sample std of each seed's jump, and refusal of seeds that disagree")
+func jumpsSummaryScript() throws {
+    let dir = try scratchFolder("jumps-summary")
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    // Three seeds' jumps.json as scripts/jumps.sh writes them (errors as fractions).
+    let seeds: [(before: Double, after: Double, afterBN: Double)] = [(0.2135, 0.3454, 0.2421), (0.2010, 0.3302, 0.2290), (0.2200, 0.3105, 0.2305)]
+    var dirs: [String] = []
+    for (i, s) in seeds.enumerated() {
+        let d = dir + "/seed\(i)"
+        try FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
+        let doc: [[String: Any]] = [["checkpoint": "x", "blocks": "2-2-2", "error_before": s.before,
+                                     "error_before_recalibrated": s.before, "batches": 50,
+                                     "policies": [["policy": "paper", "error_after": s.after, "error_after_recalibrated": s.afterBN]]]]
+        try JSONSerialization.data(withJSONObject: doc).write(to: URL(fileURLWithPath: d + "/jumps.json"))
+        dirs.append(d)
+    }
+    let r = try runProgram("/usr/bin/env", ["python3", packageRoot.appendingPathComponent("scripts/jumps_summary.py").path] + dirs, timeout: 60)
+    #expect(r.status == 0, "\(r.stderr)")
+    // Independent: mean and sample std (n - 1) of the jumps in points.
+    func meanStd(_ xs: [Double]) -> String {
+        let m = xs.reduce(0, +) / Double(xs.count)
+        let sd = (xs.map { ($0 - m) * ($0 - m) }.reduce(0, +) / Double(xs.count - 1)).squareRoot()
+        return String(format: "%+.2f ± %.2f", m, sd)
+    }
+    let jump = meanStd(seeds.map { 100 * ($0.after - $0.before) })
+    let jumpBN = meanStd(seeds.map { 100 * ($0.afterBN - $0.before) })
+    let worst = String(format: "%+.2f", seeds.map { 100 * ($0.afterBN - $0.before) }.max()!)
+    #expect(r.stdout.contains("| paper |") && r.stdout.contains("| \(jump) |") && r.stdout.contains("| \(jumpBN) | \(worst) |"),
+            "\(r.stdout) — expected \(jump), \(jumpBN), \(worst)")
+    // The summary as JSON, drawn by plot.py jumps; a per-seed jumps.json is not a summary: exit 2, no PNG.
+    let summary = dir + "/summary.json", png = dir + "/jumps.png", bad = dir + "/bad.png"
+    let plot = packageRoot.appendingPathComponent("scripts/plot.py").path
+    #expect(try runProgram("/usr/bin/env", ["python3", packageRoot.appendingPathComponent("scripts/jumps_summary.py").path] + dirs
+                            + ["--json", summary], timeout: 60).status == 0)
+    #expect(try runProgram("/usr/bin/env", ["python3", plot, "jumps", summary, "-o", png], timeout: 120).status == 0)
+    #expect((try? Data(contentsOf: URL(fileURLWithPath: png)).prefix(4)) == Data([0x89, 0x50, 0x4E, 0x47]))
+    #expect(try runProgram("/usr/bin/env", ["python3", plot, "jumps", dirs[0] + "/jumps.json", "-o", bad], timeout: 120).status == 2)
+    #expect(!FileManager.default.fileExists(atPath: bad))
+    // A seed whose file holds other interpolations is refused, naming it.
+    let odd = dir + "/odd"
+    try FileManager.default.createDirectory(atPath: odd, withIntermediateDirectories: true)
+    try Data("[]".utf8).write(to: URL(fileURLWithPath: odd + "/jumps.json"))
+    let refused = try runProgram("/usr/bin/env", ["python3", packageRoot.appendingPathComponent("scripts/jumps_summary.py").path, dirs[0], odd], timeout: 60)
+    #expect(refused.status == 2 && refused.stderr.contains(odd + "/jumps.json"), "\(refused.stderr)")
+}
+
 @Test("scripts/coarsen.sh: keep/average coarsening ± recalibration, scored; drop-k beside it")
 func coarsenScript() throws {
     let dir = try scratchFolder("coarsen")
@@ -92,6 +138,13 @@ func coarsenScript() throws {
     let doc = try JSONSerialization.jsonObject(with: keepScore) as? [String: Any]
     #expect((doc?["results"] as? [[String: Any]])?.first?["error"] as? Double == (try scoreError(f)))
     #expect(FileManager.default.fileExists(atPath: out + "/drop-k.json"))
+    // Error against inference speed of the coarsened networks (plot.py error-speed); a lesion file is refused.
+    let plot = packageRoot.appendingPathComponent("scripts/plot.py").path, png = dir + "/es.png"
+    let drawn = try runProgram("/usr/bin/env", ["python3", plot, "error-speed", out + "/keep-1.score.json", out + "/average-1.bn.score.json",
+                                                    "-o", png], timeout: 120)
+    #expect(drawn.status == 0, "\(drawn.stderr)")
+    #expect((try? Data(contentsOf: URL(fileURLWithPath: png)).prefix(4)) == Data([0x89, 0x50, 0x4E, 0x47]))
+    #expect(try runProgram("/usr/bin/env", ["python3", plot, "error-speed", out + "/drop-k.json", "-o", dir + "/bad.png"], timeout: 120).status == 2)
 }
 
 @Test("scripts/jumps.sh, coarsen.sh and reproduce.sh refuse bad arguments with exit 64 before any work")
