@@ -168,13 +168,7 @@ private func inputA() -> Array64 { Array64([batch, 2, 6, 6], input().map(Double.
     #expect(relError(try ex.forward(x, count: n).map(Double.init), Ref.evalLogits(net, xa).v) < 1e-5)
     let s = Ref.shortcut(Array64(seen[1].input), cout: 32, stride: 2)
     #expect(relError(seen[2].input, s + Array64(seen[1].residual)) < 1e-6)
-    let (loss, _) = try ex.computeGradients(input: x, labels: labels)
-    let ref = Ref.trainForwardBackward(net, xa, labels)
-    #expect(abs(loss - ref.loss) < 1e-5 * ref.loss)
-    for path in net.trainablePaths {
-        let e = relError(try ex.gradient(at: path), ref.grads[path]!)
-        #expect(e < 2e-4, "\(path): relative error \(e)")
-    }
+    try expectGradientsMatchReference(ex, net, x, xa, labels)
 }
 
 @Test func blockSizeFollowsTheDispatchedISA() throws {
@@ -198,13 +192,7 @@ private func inputA() -> Array64 { Array64([batch, 2, 6, 6], input().map(Double.
     #expect(seen.count == 3)
     let s = Ref.shortcut(Array64(seen[1].input), cout: 16, stride: 2)
     #expect(relError(seen[2].input, s + Array64(seen[1].residual)) < 1e-6)
-    let (loss, _) = try ex.computeGradients(input: x, labels: labels)
-    let ref = Ref.trainForwardBackward(net, xa, labels)
-    #expect(abs(loss - ref.loss) < 1e-5 * ref.loss)
-    for path in net.trainablePaths {
-        let e = relError(try ex.gradient(at: path), ref.grads[path]!)
-        #expect(e < 2e-4, "\(path): relative error \(e)")
-    }
+    try expectGradientsMatchReference(ex, net, x, xa, labels)
 }
 
 @Test("Few-channel inputs (Fashion-MNIST 1, CIFAR 3) in the blocked layout: no weight gradient runs oneDNN's reference kernel; gradients match float64",
@@ -222,6 +210,12 @@ func fewChannelStemGradientsAreJIT(channels: Int) throws {
     let impls = try ex.backwardWeightsImplementations()
     #expect(impls.count == 5 && impls.allSatisfy { !$0.hasPrefix("ref") && $0 != "none" }, "\(impls)")
     #expect(try ex.convolutionImplementations().allSatisfy { !$0.hasPrefix("ref") })
+    try expectGradientsMatchReference(ex, net, x, xa, labels)
+}
+
+/// One training step's loss and every gradient of the engine against the float64 reference.
+private func expectGradientsMatchReference(_ ex: NetworkExecutor, _ net: Network, _ x: [Float], _ xa: Array64,
+                                           _ labels: [Int]) throws {
     let (loss, _) = try ex.computeGradients(input: x, labels: labels)
     let ref = Ref.trainForwardBackward(net, xa, labels)
     #expect(abs(loss - ref.loss) < 1e-5 * ref.loss)
