@@ -48,13 +48,7 @@ out=${out:-out/coarsen}
 mkdir -p "$out"
 mlres_bin coarsen mlres-train mlres-surgery mlres-eval
 
-data=(--dataset "$dataset")
-[ -n "$data_dir" ] && data+=(--data-dir "$data_dir")
-scoreflags=("${data[@]}" --threads "$threads")
-[ -n "$test_subset" ] && scoreflags+=(--test-subset "$test_subset")
-recalflags=("${data[@]}" --threads "$threads" --batches "$batches")
-[ -n "$batch_size" ] && recalflags+=(--batch-size "$batch_size")
-[ -n "$train_subset" ] && recalflags+=(--train-subset "$train_subset")
+eval_flags
 lesionflags=("${scoreflags[@]}" --recalibrate-bn "$batches")
 [ -n "$batch_size" ] && lesionflags+=(--recalibrate-batch-size "$batch_size")
 [ -n "$train_subset" ] && lesionflags+=(--train-subset "$train_subset")

@@ -54,13 +54,8 @@ out=${out:-out/jumps}
 mkdir -p "$out"
 mlres_bin jumps mlres-train mlres-surgery mlres-eval
 
-data=(--dataset "$dataset")
-[ -n "$data_dir" ] && data+=(--data-dir "$data_dir")
-scoreflags=("${data[@]}" --threads "$threads")
-[ -n "$test_subset" ] && scoreflags+=(--test-subset "$test_subset")
-recalflags=("${data[@]}" --threads "$threads" --batches "$batches" --seed "$seed")
-[ -n "$batch_size" ] && recalflags+=(--batch-size "$batch_size")
-[ -n "$train_subset" ] && recalflags+=(--train-subset "$train_subset")
+eval_flags
+recalflags+=(--seed "$seed")
 
 score() {   # score FILE → FILE.score.json
     "$BIN/mlres-eval" score "$1" "${scoreflags[@]}" --json > "${1%.h5}.score.json"

@@ -24,3 +24,17 @@ mlres_bin() {
 script_help() {
     awk 'NR == 1 { next } /^#/ { sub(/^# ?/, ""); print; next } { exit }' "$1"
 }
+
+# eval_flags: from the caller's dataset, data_dir, threads, test_subset, batches, batch_size and
+# train_subset, set data (the dataset flags), scoreflags (mlres-eval score) and recalflags
+# (mlres-train recalibrate).
+eval_flags() {
+    data=(--dataset "$dataset")
+    [ -n "$data_dir" ] && data+=(--data-dir "$data_dir")
+    scoreflags=("${data[@]}" --threads "$threads")
+    [ -n "$test_subset" ] && scoreflags+=(--test-subset "$test_subset")
+    recalflags=("${data[@]}" --threads "$threads" --batches "$batches")
+    [ -n "$batch_size" ] && recalflags+=(--batch-size "$batch_size")
+    [ -n "$train_subset" ] && recalflags+=(--train-subset "$train_subset")
+    return 0
+}
