@@ -37,10 +37,20 @@ def one(e):
     if rc < 0 or rc >= 128: return e, "CRASH", dt, err[-200:]
     if rc == 2 and err.startswith("error: "): return e, "refused", dt, err
     if rc != 0: return e, f"exit {rc}", dt, err[-200:]
-    d = run("diff", f"{W}/src.h5", path)[0]
-    i = run("inspect", path, "--json")
-    same = d == 0 and i[0] == 0 and canon(i[1]) == src_json
-    return e, "accepted unchanged" if same else "ACCEPTED BUT WRONG", dt, ""
+    # The comparison is no verdict when it did not finish: a timed-out diff/inspect (e.g. the
+    # process was SIGSTOPped by a quiet window) once counted as ACCEPTED BUT WRONG (run 1).
+    # Retry it once with a long timeout; still unfinished is a HANG of the comparison.
+    for timeout in (30, 600):
+        d, i = run("diff", f"{W}/src.h5", path, timeout=timeout), run("inspect", path, "--json", timeout=timeout)
+        if "hang" not in (d[0], i[0]): break
+    else:
+        return e, "HANG", dt, "comparison (diff/inspect) timed out twice"
+    if d[0] not in (0, 1) or i[0] != 0:
+        return e, f"exit {d[0]}/{i[0]} (diff/inspect)", dt, (d[2] + i[2])[-200:]
+    got = canon(i[1])
+    if d[0] == 0 and got == src_json: return e, "accepted unchanged", dt, ""
+    keys = sorted(k for k in set(got) | set(src_json) if got.get(k) != src_json.get(k))
+    return e, "ACCEPTED BUT WRONG", dt, f"diff exit {d[0]}; inspect fields differing: {keys}; " + d[1][-120:]
 entries = [json.loads(l) for l in open(f"{W}/m/manifest.jsonl")]
 counts = collections.defaultdict(collections.Counter); worst = collections.defaultdict(float); bad = []
 with cf.ThreadPoolExecutor(2) as ex:
