@@ -45,10 +45,14 @@ struct ProcessGroupTests {
     @Test("abort(code:) on one rank stops the whole job with that exit code; the waiting rank never passes its barrier")
     func abortStopsEveryone() throws {
         let logs = try scratchFolder()
-        let job = try launch("mlres-mpi-probe", ["abort"], ranks: 2, logs: logs)
+        let job = try launch("mlres-mpi-probe", ["abort", logs], ranks: 2, logs: logs)
         #expect(job.wait(seconds: 60) == 3, "\(job.stderr)")
         #expect(!job.stdout.contains("passed_barrier"))
-        #expect(job.stderr.contains("MPI_ABORT was invoked on rank 1"))
+        // Rank 1 (and only it) got to the abort. Open MPI's "MPI_ABORT was invoked on rank 1"
+        // banner is not asserted: under load mpirun can fail to render it ("ORTE_ERROR_LOG: Out of
+        // resource in file .../show_help.c") while the abort itself works (a CI run did).
+        #expect(FileManager.default.fileExists(atPath: logs + "/aborting-rank-1"))
+        #expect(!FileManager.default.fileExists(atPath: logs + "/aborting-rank-0"))
     }
 
     @Test("A rank killed by SIGKILL ends the job (non-zero) instead of leaving the others waiting")

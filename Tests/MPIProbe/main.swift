@@ -5,7 +5,8 @@ import MLResDistributed
 // exercises MLResDistributed's collectives on inputs that depend on its rank and prints one
 // JSON object with what it got; the test recomputes the expected values independently.
 //   collectives  every collective once (and "launched": false when started without mpirun)
-//   abort        rank size-1 calls abort(code: 3) while the others wait in a barrier
+//   abort [DIR]  rank size-1 writes DIR/aborting-rank-R, then calls abort(code: 3) while the
+//                others wait in a barrier
 //   die          rank size-1 kills itself with SIGKILL while the others wait in a barrier
 
 let mode = CommandLine.arguments.dropFirst().first ?? "collectives"
@@ -16,7 +17,14 @@ guard let world = try MPIProcessGroup.joinIfLaunched() else {
 let (r, n) = (world.rank, world.size)
 switch mode {
 case "abort":
-    if r == n - 1 { world.abort(code: 3) }
+    if r == n - 1 {
+        // A file, not a stderr line, records who aborted: mpirun may kill the job before it
+        // forwards the rank's output.
+        if CommandLine.arguments.count > 2 {
+            FileManager.default.createFile(atPath: CommandLine.arguments[2] + "/aborting-rank-\(r)", contents: Data("3".utf8))
+        }
+        world.abort(code: 3)
+    }
     world.barrier()
     print("{\"rank\":\(r),\"passed_barrier\":true}")
 case "die":
