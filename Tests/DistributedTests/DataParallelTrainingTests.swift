@@ -190,6 +190,7 @@ struct DataParallelTrainingTests {
         #expect(!job.stderr.contains("exited on signal"))
         let stopped = try CheckpointIO.read(path: dir + "/run/last.h5")
         let step = try #require(stopped.training?.globalStep)
+        print("mpirun SIGTERM: the ranks stopped after step \(step) of 800")
         #expect(step >= 4 && step < 800)
         #expect(d[0] == networkDigest(stopped.network))
         try train(["--resume", dir + "/run/last.h5", "--threads", "1", "--sync-bn"], ranks: 2, logs: dir)

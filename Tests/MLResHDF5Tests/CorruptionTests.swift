@@ -97,7 +97,9 @@ import MLResModel
             }
             let dt = Date().timeIntervalSince(start)
             slowest = max(slowest, dt)
-            #expect(dt < 2, "mutation \(i) at byte \(at) took \(dt) s")
+            // A hang guard, not a speed test: the time includes waiting for the process-wide HDF5
+            // lock behind other tests' reads in the parallel pass (the slowest read is printed).
+            #expect(dt < 30, "mutation \(i) at byte \(at) took \(dt) s")
         }
         print("mutations (compress: \(compress)): \(errors) refused, \(accepted) accepted with identical tensors, slowest read \(String(format: "%.3f", slowest)) s, file \(bytes.count) bytes")
         #expect(errors + accepted == total)

@@ -43,8 +43,12 @@ import MLResModel
         let original = sampleCheckpoint()
         try CheckpointIO.write(original, to: source)
         let expected = try CheckpointIO.load(path: source).checkpoint
+        // A new seed each run widens the coverage over runs; it is printed, and MLRES_HOSTILE_SEED
+        // replays a failing run's mutants.
+        let seed = Int(ProcessInfo.processInfo.environment["MLRES_HOSTILE_SEED"] ?? "") ?? Int.random(in: 0..<1_000_000)
+        print("hostile mutants: seed \(seed) (MLRES_HOSTILE_SEED=\(seed) replays them)")
         let (rc, out) = PythonH5py.run(python, [Self.script, source, dir.file("m"), "--per-class", "16",
-                                                "--seed", "\(Int.random(in: 0..<1_000_000))", "--members", "3000"])
+                                                "--seed", "\(seed)", "--members", "3000"])
         try #require(rc == 0, "generator failed: \(out.suffix(800))")
         let manifest = try String(contentsOfFile: dir.file("m/manifest.jsonl"), encoding: .utf8)
         let entries = try manifest.split(separator: "\n").map { try JSONDecoder().decode(Entry.self, from: Data($0.utf8)) }
