@@ -129,6 +129,7 @@ def main():
         if len(err) < a.seeds:
             print(f"| (that row: {len(err)} of {a.seeds} seeds) | | | |")
     models = [m for m in models if rows[m[0]][0]]
+    multilevel = [m for m in models if m[0].startswith("multilevel")]   # the paper's rule and the policies
     if rows["multilevel"][0] and rows["lastcycle"][0]:
         ml, lc = rows["multilevel"], rows["lastcycle"]
         saved_train = [1 - m / l for m, l in zip(ml[1], lc[1])]
@@ -153,9 +154,7 @@ def main():
                   "time saved against the last-cycle model of the same seed):\n")
             print("| model | minus multi-level (paper's rule) | minus last-cycle | time saved vs last-cycle (training) | (whole process) |")
             print("|---|---|---|---|---|")
-            for key, name in models:
-                if not key.startswith("multilevel"):
-                    continue
+            for key, name in multilevel:
                 v = rows[key]
                 if len(v[0]) != len(ml[0]) or len(v[0]) != len(lc[0]):
                     print(f"| {name} | (other seeds than the baselines) | | | |")
@@ -172,9 +171,7 @@ def main():
           "epoch of the cycle, \"after\" the interpolated network before any training step):\n")
     print("| model | interpolation | before | after | after BN recalibration |")
     print("|---|---|---|---|---|")
-    for key, name in models:
-        if not key.startswith("multilevel"):
-            continue
+    for key, name in multilevel:
         paths = [os.path.join(a.out, f"seed{s}", key, "metrics.jsonl") for s in range(a.seeds)]
         per_seed = [jumps(p) for p in paths if os.path.exists(p)]
         if not per_seed:
