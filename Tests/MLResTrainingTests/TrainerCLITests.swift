@@ -35,6 +35,10 @@ struct TrainerCLITests {
         #expect(p.isRunning)
         Thread.sleep(forTimeInterval: 0.3)
         kill(p.processIdentifier, SIGTERM)
+        // Bounded: a signal that never arrives fails the test instead of hanging the suite.
+        let stopBy = Date().addingTimeInterval(120)
+        while p.isRunning && Date() < stopBy { Thread.sleep(forTimeInterval: 0.05) }
+        if p.isRunning { kill(p.processIdentifier, SIGKILL); Issue.record("no exit within 120 s of SIGTERM") }
         p.waitUntilExit()
         let out = text(logs + "/stdout.txt")
         #expect(p.terminationReason == .exit && p.terminationStatus == 0, "stderr: \(text(logs + "/stderr.txt"))")
