@@ -76,6 +76,18 @@ public func scratchFolder(_ tag: String = "test") throws -> String {
     return dir
 }
 
+/// Waits at most `seconds` for `p` to exit; a process still running then is killed (SIGKILL).
+/// Returns false when it had to be killed. A test that waits on a process never hangs the suite.
+@discardableResult
+public func waitForExit(_ p: Process, seconds: Double) -> Bool {
+    let deadline = Date().addingTimeInterval(seconds)
+    while p.isRunning && Date() < deadline { usleep(2000) }
+    let exited = !p.isRunning
+    if !exited { kill(p.processIdentifier, SIGKILL) }
+    p.waitUntilExit()
+    return exited
+}
+
 /// Runs any program to completion, capturing stdout and stderr through files; after `timeout`
 /// seconds it is killed (SIGKILL) and the run reports status -9 and "TIMED OUT" in stderr.
 public func runProgram(_ executable: String, _ args: [String], timeout: Double) throws -> ToolRun {
@@ -91,13 +103,7 @@ public func runProgram(_ executable: String, _ args: [String], timeout: Double) 
     p.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: out))
     p.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: err))
     try p.run()
-    let deadline = Date().addingTimeInterval(timeout)
-    var timedOut = false
-    while p.isRunning {
-        if Date() > deadline { kill(p.processIdentifier, SIGKILL); timedOut = true; p.waitUntilExit(); break }
-        usleep(2000)
-    }
-    p.waitUntilExit()
+    let timedOut = !waitForExit(p, seconds: timeout)
     let stderr = (try? String(contentsOfFile: err, encoding: .utf8)) ?? ""
     return ToolRun(status: timedOut ? -9 : p.terminationStatus,
                    stdout: (try? String(contentsOfFile: out, encoding: .utf8)) ?? "",

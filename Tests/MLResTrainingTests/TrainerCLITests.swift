@@ -36,10 +36,7 @@ struct TrainerCLITests {
         Thread.sleep(forTimeInterval: 0.3)
         kill(p.processIdentifier, SIGTERM)
         // Bounded: a signal that never arrives fails the test instead of hanging the suite.
-        let stopBy = Date().addingTimeInterval(120)
-        while p.isRunning && Date() < stopBy { Thread.sleep(forTimeInterval: 0.05) }
-        if p.isRunning { kill(p.processIdentifier, SIGKILL); Issue.record("no exit within 120 s of SIGTERM") }
-        p.waitUntilExit()
+        if !waitForExit(p, seconds: 120) { Issue.record("no exit within 120 s of SIGTERM") }
         let out = text(logs + "/stdout.txt")
         #expect(p.terminationReason == .exit && p.terminationStatus == 0, "stderr: \(text(logs + "/stderr.txt"))")
         #expect(out.contains("SIGTERM: stopped after step"))
